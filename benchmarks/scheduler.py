@@ -1,0 +1,658 @@
+#!/usr/bin/env python3
+"""Discrete-event simulator for image routing in a mesh: stale advertisements, several deciders at once.
+
+It drives the real `herd_mesh.scheduling` (for "ours", its variants and the oracle) on simulated Macs of
+different speeds, and compares it with random, round-robin, least-queue and the anchor's formula.
+
+    python benchmarks/scheduler.py [--seed N] [--trials N] [--write docs/benchmarks-scheduler.md]
+
+Model of the world (every figure is a constant below):
+- each peer runs one image job at a time from a FIFO queue; run time = megapixel-steps x its true speed,
+  with lognormal noise; a model that is not resident costs its load time (LRU by memory, keep-alive);
+- each peer advertises (backlog seconds, job ids, resident models, free memory, CPU) every 0.5-1.0 s, and
+  each observer receives it 5-250 ms later (fixed per pair), so every entry peer routes on its own stale copy;
+  advertised speeds are off by up to +-10% (a moving average is never exact);
+- requests arrive at every peer: a burst of K at the same instant, or Poisson at 50/80/95% of capacity;
+- the oracle is one central dispatcher with perfect, instant knowledge of every queue that picks the least
+  expected completion time with the same `scheduling.rank`; it binds each job on arrival, like the rest.
+Results are ratios to the oracle on the same arrivals and the same run-time noise (common random numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import math
+import random
+import statistics
+import sys
+import time
+from bisect import bisect_right
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from herd_mesh import image_models, scheduling, speed  # noqa: E402
+from herd_mesh.scheduling import ImageWork, PeerView, Sent  # noqa: E402
+
+LATENCY_S = 0.005  # one-way LAN message (seconds)
+REQUEST_S = 0.005  # forwarding the request body (seconds)
+RESULT_S = 0.04  # a 1024x1024 PNG back to the entry peer (seconds)
+TRANSFER_VIEW_S = LATENCY_S + REQUEST_S + RESULT_S  # what a decider assumes a remote peer adds (seconds)
+AD_PERIOD_S = (0.5, 1.0)  # advertisement refresh interval, uniform per peer (seconds)
+AD_DELAY_S = (0.005, 0.25)  # propagation delay to each observer, uniform per pair (seconds)
+SPEED_ERROR = 0.10  # advertised speeds off by up to this share (dimensionless)
+RUN_NOISE = 0.08  # sigma of the lognormal run-time noise (dimensionless)
+STEAL_POLL_S = 0.25  # an idle peer looks for work this often, i.e. on each advertisement it receives (seconds)
+OS_GB = 8.0  # memory the OS and apps keep (GB)
+KEEPALIVE_S = 600.0  # an idle model is unloaded after this long (seconds)
+CPU_RUNNING = 12.0  # CPU % of a Mac running mflux (the anchor's formula reads it)
+CPU_IDLE = 3.0  # CPU % of an idle Mac
+
+
+# ----------------------------------------------------------------------------------------------- the world
+
+
+@dataclass(frozen=True)
+class Machine:
+    node_id: str
+    ms: dict[str, float]  # true ms per megapixel-step per model
+    load_s: dict[str, float]  # true load seconds per model
+    memory_gb: float
+    installed: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Fleet:
+    name: str
+    machines: tuple[Machine, ...]
+    mix: tuple[tuple[float, ImageWork], ...]  # (probability, work) of the requests
+    preloaded: frozenset[str]  # resident on every machine at t=0 where it fits ("" = cold start)
+    burst_k: int
+    poisson_jobs: int
+
+
+def _weights(model: str) -> float:
+    entry = image_models.get(model)
+    return entry.weights_gb if entry is not None else 16.0
+
+
+def goal_fleet() -> Fleet:
+    """The issue's goal: speeds 4x/2x/1x, 0.5/1/2 s per image, one warm model."""
+    model = "z-image-turbo"
+    work = ImageWork(model, 1000, 1000, 1)  # exactly 1 megapixel-step
+    machines = tuple(
+        Machine(name, {model: ms}, {model: 8.0}, memory, frozenset({model}))
+        for name, ms, memory in (("fast-4x", 500.0, 128.0), ("mid-2x", 1000.0, 64.0), ("slow-1x", 2000.0, 32.0))
+    )
+    return Fleet("goal: 3 Macs at 4x/2x/1x (0.5/1/2 s per image), warm", machines, ((1.0, work),),
+                 frozenset({model}), burst_k=30, poisson_jobs=1500)
+
+
+def studio_fleet() -> Fleet:
+    """A mixed office: six real chips, four models, long jobs, everything cold at the start."""
+    small = frozenset({"z-image-turbo", "flux-schnell"})
+    every = small | {"flux-dev", "qwen-image"}
+    specs = (
+        ("m3-ultra", "Apple M3 Ultra", 80, 256.0, every),
+        ("m2-ultra", "Apple M2 Ultra", 76, 192.0, every),
+        ("m4-max", "Apple M4 Max", 40, 128.0, every),
+        ("m1-max", "Apple M1 Max", 32, 64.0, every),
+        ("m4-pro", "Apple M4 Pro", 20, 64.0, every),
+        ("m4-mini", "Apple M4", 10, 32.0, small),
+    )
+    machines = []
+    for node_id, chip, cores, memory, installed in specs:
+        factor = speed.hardware_prior(chip, cores)
+        ms = {m: speed.prior_ms_per_mp_step(m, factor) for m in installed}
+        load = {m: (2.0 + _weights(m) / 3.0) * (1.0 if factor > 0.5 else 1.3) for m in installed}
+        machines.append(Machine(node_id, ms, load, memory, installed))
+    mix = (
+        (0.45, ImageWork("z-image-turbo", 1024, 1024, 4)),
+        (0.30, ImageWork("flux-schnell", 1024, 1024, 4)),
+        (0.15, ImageWork("flux-dev", 1024, 1024, 20)),
+        (0.10, ImageWork("qwen-image", 1024, 1024, 20)),
+    )
+    return Fleet("studio: M3 Ultra, M2 Ultra, M4 Max, M1 Max, M4 Pro, M4 mini; 4 models, cold start",
+                 tuple(machines), mix, frozenset(), burst_k=24, poisson_jobs=300)
+
+
+def capacity_jobs_per_s(fleet: Fleet) -> float:
+    """Warm throughput of the whole fleet for its request mix, as a fluid (any peer helps any model)."""
+    total = 0.0
+    for machine in fleet.machines:
+        share = sum(p for p, w in fleet.mix if w.model in machine.installed)
+        mean = sum(p * w.megapixel_steps() * machine.ms[w.model] / 1000 for p, w in fleet.mix
+                   if w.model in machine.installed) / share
+        total += 1.0 / mean
+    return total
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    kind: str  # random | round-robin | least-queue | anchor | ect | p2c | oracle
+    count_sent: bool = False
+    recheck: bool = False
+    steal: bool = False
+
+
+POLICIES: tuple[Policy, ...] = (
+    Policy("random", "random"),
+    Policy("round-robin", "round-robin"),
+    Policy("least-queue", "least-queue"),
+    Policy("anchor formula", "anchor"),
+    Policy("ECT (plain)", "ect"),
+    Policy("two random choices, ECT + sent", "p2c", count_sent=True),
+    Policy("ECT + sent", "ect", count_sent=True),
+    Policy("ECT + sent + re-check", "ect", count_sent=True, recheck=True),
+    Policy("ECT + steal", "ect", steal=True),
+    Policy("ECT + sent + steal", "ect", count_sent=True, steal=True),
+    Policy("**ours**: ECT + sent + re-check + steal", "ect", count_sent=True, recheck=True, steal=True),
+    Policy("oracle", "oracle"),
+)
+OURS = POLICIES[-2].name
+ORACLE = POLICIES[-1].name
+
+
+# ------------------------------------------------------------------------------------------- simulation
+
+
+@dataclass
+class Job:
+    work: ImageWork
+    entry: int
+    arrival: float
+    noise: float
+    hops: int = 0
+    stolen: bool = False
+    seconds: float = 0.0  # estimated run (+ load) where it was sent, for Sent
+
+
+@dataclass
+class Peer:
+    index: int
+    machine: Machine
+    est_ms: dict[str, float]
+    est_load: dict[str, float]
+    period: float
+    phase: float
+    delays: list[float]  # delays[o]: how long this peer's advertisement takes to reach observer o
+    queue: deque[Job] = field(default_factory=deque)
+    running: Job | None = None
+    run_end_est: float = 0.0  # when the running job should end, by the peer's own estimates
+    run_end_est_true: float = 0.0  # the same with true mean speeds (what the oracle knows)
+    resident: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    log_t: list[float] = field(default_factory=list)
+    log_v: list[tuple[Any, ...]] = field(default_factory=list)
+    ads: dict[int, tuple[PeerView, float, float]] = field(default_factory=dict)
+    overrides: dict[int, tuple[float, PeerView]] = field(default_factory=dict)  # from "busy, try X" replies
+    sent: dict[str, Sent] = field(default_factory=dict)  # dispatched as the entry, until the answer comes
+    hints: list[Sent] = field(default_factory=list)  # jobs this peer redirected elsewhere ("busy, try X")
+    steal_pending: bool = False
+    poll_token: int = 0
+    rr: int = 0
+
+
+class Sim:
+    def __init__(self, fleet: Fleet, policy: Policy, arrivals: Sequence[tuple[float, int, ImageWork, float]],
+                 world_seed: int, policy_seed: int) -> None:
+        self.fleet = fleet
+        self.policy = policy
+        self.rng = random.Random(policy_seed)
+        world = random.Random(world_seed)
+        n = len(fleet.machines)
+        self.peers: list[Peer] = []
+        for i, machine in enumerate(fleet.machines):
+            err = {m: 1.0 + world.uniform(-SPEED_ERROR, SPEED_ERROR) for m in sorted(machine.installed)}
+            period = world.uniform(*AD_PERIOD_S)
+            peer = Peer(
+                i, machine,
+                est_ms={m: machine.ms[m] * err[m] for m in machine.installed},
+                est_load={m: machine.load_s[m] * err[m] for m in machine.installed},
+                period=period, phase=world.uniform(0.0, period),
+                delays=[world.uniform(*AD_DELAY_S) for _ in range(n)],
+            )
+            budget = machine.memory_gb - OS_GB
+            for model in sorted(fleet.preloaded & machine.installed):
+                if _weights(model) <= budget:
+                    peer.resident[model] = 0.0
+                    budget -= _weights(model)
+            self.peers.append(peer)
+        self.base = [
+            PeerView(p.machine.node_id, installed=p.machine.installed, cached=p.machine.installed,
+                     ms_per_mp_step=p.est_ms, load_s=p.est_load, transfer_s=TRANSFER_VIEW_S)
+            for p in self.peers
+        ]
+        self.truth = [
+            PeerView(p.machine.node_id, installed=p.machine.installed, cached=p.machine.installed,
+                     ms_per_mp_step=p.machine.ms, load_s=p.machine.load_s, transfer_s=TRANSFER_VIEW_S)
+            for p in self.peers
+        ]
+        self.now = 0.0
+        self.events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self.seq = 0
+        for peer in self.peers:
+            self._log(peer)
+        for t, entry, work, noise in arrivals:
+            self.at(t, self.arrive, Job(work, entry, t, noise))
+        self.done: list[float] = []
+        self.last_done = 0.0
+        self.total = len(arrivals)
+        self.inflight: list[dict[str, Job]] = [{} for _ in self.peers]  # on the wire to each peer
+
+    # -- event plumbing
+    def at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (t, self.seq, fn, args))
+
+    def run(self) -> None:
+        while self.events and len(self.done) < self.total:
+            t, _, fn, args = heapq.heappop(self.events)
+            self.now = t
+            fn(*args)
+
+    # -- what peers know
+    def _log(self, peer: Peer) -> None:
+        """Record the peer's state after every change, so a past advertisement can be rebuilt lazily."""
+        version = (tuple(peer.queue), peer.running, peer.run_end_est, frozenset(peer.resident))
+        if peer.log_t and peer.log_t[-1] == self.now:
+            peer.log_v[-1] = version
+        else:
+            peer.log_t.append(self.now)
+            peer.log_v.append(version)
+
+    def _state_view(self, peer: Peer, version: tuple[Any, ...], t: float, base: PeerView) -> PeerView:
+        queue, running, run_end, resident = version
+        ids = frozenset(j.work.job_id for j in queue) | ({running.work.job_id} if running else frozenset())
+        here = replace(base, loaded=resident)
+        left = max(run_end - t, 0.0) if running else 0.0
+        backlog = scheduling.backlog_seconds(here, [j.work for j in queue], left)
+        return replace(here, backlog_s=backlog, job_ids=ids)
+
+    def _ad(self, peer: Peer, k: int) -> tuple[PeerView, float, float]:
+        """The k-th advertisement of `peer`: its view, free GB and CPU % (what the anchor reads)."""
+        cached = peer.ads.get(k)
+        if cached is not None:
+            return cached
+        t = max(peer.phase + k * peer.period, 0.0)
+        i = max(bisect_right(peer.log_t, t) - 1, 0)
+        version = peer.log_v[i]
+        view = self._state_view(peer, version, t, self.base[peer.index])
+        free = peer.machine.memory_gb - OS_GB - sum(_weights(m) for m in sorted(version[3]))
+        ad = (view, free, CPU_RUNNING if version[1] is not None else CPU_IDLE)
+        peer.ads[k] = ad
+        return ad
+
+    def view_of(self, observer: int, target: int) -> tuple[PeerView, float, float]:
+        peer = self.peers[target]
+        if observer == target:
+            version = (tuple(peer.queue), peer.running, peer.run_end_est, frozenset(peer.resident))
+            view = replace(self._state_view(peer, version, self.now, self.base[target]), is_self=True, transfer_s=0.0)
+            free = peer.machine.memory_gb - OS_GB - sum(_weights(m) for m in peer.resident)
+            return view, free, CPU_RUNNING if peer.running is not None else CPU_IDLE
+        seen_at = self.now - peer.delays[observer]
+        k = math.floor((seen_at - peer.phase) / peer.period)
+        ad = self._ad(peer, k) if k >= 0 else self._ad(peer, -1)
+        override = self.peers[observer].overrides.get(target)
+        if override is not None and override[0] > max(peer.phase + k * peer.period, 0.0):
+            return override[1], ad[1], ad[2]
+        return ad
+
+    def views(self, observer: int) -> list[PeerView]:
+        return [self.view_of(observer, t)[0] for t in range(len(self.peers))]
+
+    def oracle_views(self, entry: int) -> list[PeerView]:
+        out = []
+        for i, peer in enumerate(self.peers):
+            queue = tuple(peer.queue) + tuple(self.inflight[i].values())
+            version = (queue, peer.running, peer.run_end_est_true, frozenset(peer.resident))
+            view = self._state_view(peer, version, self.now, self.truth[i])
+            out.append(replace(view, transfer_s=0.0) if i == entry else view)
+        return out
+
+    # -- deciding
+    def decide(self, entry: int, job: Job) -> int:
+        kind = self.policy.kind
+        work = job.work
+        ids = [i for i, p in enumerate(self.peers) if work.model in p.machine.installed]
+        if kind == "random":
+            return self.rng.choice(ids)
+        if kind == "round-robin":
+            me = self.peers[entry]
+            me.rr += 1
+            return ids[(me.rr + entry) % len(ids)]
+        if kind == "least-queue":
+            counts = {i: len(self.view_of(entry, i)[0].job_ids) for i in ids}
+            low = min(counts.values())
+            return self.rng.choice([i for i in ids if counts[i] == low])
+        if kind == "anchor":
+            def score(i: int) -> float:
+                view, free, cpu = self.view_of(entry, i)
+                return (-50.0 if view.job_ids else 0.0) + 0.5 * free - 0.2 * cpu
+            return max(ids, key=score)  # the first of equals, as a sorted list would give
+        if kind == "oracle":
+            views = self.oracle_views(entry)
+            return self._index(scheduling.rank(views, work, rng=self.rng)[0].node_id)
+        views = all_views = self.views(entry)
+        if kind == "p2c":
+            pool = [views[i] for i in ids]
+            views = self.rng.sample(pool, 2) if len(pool) > 2 else pool
+        sent = self.own_sent(entry, all_views)
+        return self._index(scheduling.rank(views, work, sent=sent, rng=self.rng)[0].node_id)
+
+    def own_sent(self, node: int, views: list[PeerView]) -> list[Sent]:
+        """What this peer sent itself: as the entry, plus the "try X" answers it gave as a receiver."""
+        if not self.policy.count_sent:
+            return []
+        peer = self.peers[node]
+        peer.hints = scheduling.prune_sent(peer.hints, views, now=self.now)
+        return [*peer.sent.values(), *peer.hints]
+
+    def _index(self, node_id: str) -> int:
+        return next(i for i, p in enumerate(self.peers) if p.machine.node_id == node_id)
+
+    def _remember(self, entry: int, job: Job, target: int) -> None:
+        me = self.peers[entry]
+        view = self.view_of(entry, target)[0]
+        me.sent[job.work.job_id] = scheduling.sent_record(view, job.work, sent=me.sent.values(), now=self.now)
+
+    # -- events
+    def arrive(self, job: Job) -> None:
+        target = self.decide(job.entry, job)
+        self.send(job.entry, job, target)
+
+    def send(self, entry: int, job: Job, target: int) -> None:
+        if target == entry:
+            self.peers[entry].sent.pop(job.work.job_id, None)
+            self.enqueue(target, job)
+        else:
+            self._remember(entry, job, target)
+            self.inflight[target][job.work.job_id] = job
+            self.at(self.now + LATENCY_S + REQUEST_S, self.receive, target, job)
+
+    def receive(self, node: int, job: Job) -> None:
+        self.inflight[node].pop(job.work.job_id, None)
+        if self.policy.recheck and job.hops < scheduling.MAX_REDIRECTS:
+            views = self.views(node)
+            here = views[node]
+            others = [v for i, v in enumerate(views) if i != node]
+            sent = self.own_sent(node, views)
+            choice = scheduling.redirect_target(here, others, job.work, rng=self.rng, sent=sent, hops=job.hops)
+            if choice is not None:
+                job.hops += 1
+                if self.policy.count_sent:
+                    target = views[self._index(choice.node_id)]
+                    hint = scheduling.sent_record(target, job.work, sent=sent, now=self.now)
+                    self.peers[node].hints.append(hint)
+                real = replace(here, is_self=False, transfer_s=TRANSFER_VIEW_S)
+                self.at(self.now + LATENCY_S, self.redirected, job, node, self._index(choice.node_id), real)
+                return
+        self.enqueue(node, job)
+
+    def redirected(self, job: Job, refused_by: int, target: int, real: PeerView) -> None:
+        """The entry got "busy, try X" with the refuser's real queue: it corrects its view and re-sends."""
+        entry = self.peers[job.entry]
+        entry.overrides[refused_by] = (self.now, real)
+        self.send(job.entry, job, target)
+
+    def enqueue(self, node: int, job: Job) -> None:
+        peer = self.peers[node]
+        peer.queue.append(job)
+        if peer.running is None:
+            self.start_next(peer)
+        else:
+            self._log(peer)
+
+    def start_next(self, peer: Peer) -> None:
+        if not peer.queue:
+            peer.running = None
+            self._log(peer)
+            if self.policy.steal:
+                peer.poll_token += 1
+                self.check(peer, peer.poll_token)
+            return
+        job = peer.queue.popleft()
+        model = job.work.model
+        for old, used in list(peer.resident.items()):
+            if old != model and self.now - used > KEEPALIVE_S:
+                del peer.resident[old]
+        load_true = load_est = 0.0
+        if model not in peer.resident:
+            budget = peer.machine.memory_gb - OS_GB - _weights(model)
+            while peer.resident and sum(_weights(m) for m in peer.resident) > budget:
+                peer.resident.popitem(last=False)
+            load_true = peer.machine.load_s[model]
+            load_est = peer.est_load[model]
+        peer.resident[model] = self.now
+        peer.resident.move_to_end(model)
+        mp = job.work.megapixel_steps()
+        run_true = mp * peer.machine.ms[model] / 1000.0 * job.noise
+        peer.running = job
+        peer.run_end_est = self.now + load_est + mp * peer.est_ms[model] / 1000.0
+        peer.run_end_est_true = self.now + load_true + mp * peer.machine.ms[model] / 1000.0
+        self._log(peer)
+        self.at(self.now + load_true + run_true, self.finish, peer)
+
+    def finish(self, peer: Peer) -> None:
+        job = peer.running
+        assert job is not None
+        peer.resident[job.work.model] = self.now
+        if peer.index == job.entry:
+            self.complete(job)
+        else:
+            self.at(self.now + LATENCY_S + RESULT_S, self.complete, job)
+        self.start_next(peer)
+
+    def complete(self, job: Job) -> None:
+        self.peers[job.entry].sent.pop(job.work.job_id, None)
+        self.done.append(self.now - job.arrival)
+        self.last_done = max(self.last_done, self.now)
+
+    # -- work stealing
+    def check(self, peer: Peer, token: int) -> None:
+        if token != peer.poll_token or peer.running is not None or peer.queue:
+            return
+        if not peer.steal_pending:
+            views = self.views(peer.index)
+            me = views[peer.index]
+            others = [v for i, v in enumerate(views) if i != peer.index]
+            victim = scheduling.steal_target(me, others, rng=self.rng)
+            if victim is not None:
+                peer.steal_pending = True
+                thief = replace(me, is_self=False, transfer_s=2 * LATENCY_S + REQUEST_S)
+                self.at(self.now + LATENCY_S, self.steal_request, self._index(victim), peer.index, thief)
+        self.at(self.now + STEAL_POLL_S, self.check, peer, token)
+
+    def steal_request(self, victim: int, thief: int, thief_view: PeerView) -> None:
+        peer = self.peers[victim]
+        here = self.view_of(victim, victim)[0]
+        left = max(peer.run_end_est - self.now, 0.0) if peer.running else 0.0
+        pinned = frozenset(j.work.job_id for j in peer.queue if j.stolen)
+        handover = scheduling.steal_pick(here, [j.work for j in peer.queue], thief_view,
+                                         running_left_s=left, pinned=pinned)
+        if handover is None:
+            self.at(self.now + LATENCY_S, self.steal_refused, thief)
+            return
+        job = peer.queue[handover.index]
+        del peer.queue[handover.index]
+        job.stolen = True
+        self._log(peer)
+        if job.entry == victim:
+            self.at(self.now + LATENCY_S + REQUEST_S, self.stolen_arrives, thief, job)
+        else:  # the victim answers the entry "moved to thief"; the entry re-sends there
+            self.at(self.now + LATENCY_S, self.moved, job, thief)
+
+    def moved(self, job: Job, thief: int) -> None:
+        if job.entry == thief:
+            self.peers[thief].sent.pop(job.work.job_id, None)
+            self.stolen_arrives(thief, job)
+        else:
+            self._remember(job.entry, job, thief)
+            self.at(self.now + LATENCY_S + REQUEST_S, self.stolen_arrives, thief, job)
+
+    def stolen_arrives(self, thief: int, job: Job) -> None:
+        self.peers[thief].steal_pending = False
+        self.enqueue(thief, job)
+
+    def steal_refused(self, thief: int) -> None:
+        self.peers[thief].steal_pending = False
+
+
+# ------------------------------------------------------------------------------------------------ trials
+
+SCENARIOS: tuple[tuple[str, float], ...] = (("burst", 0.0), ("poisson", 0.5), ("poisson", 0.8), ("poisson", 0.95))
+FLEETS: dict[str, Callable[[], Fleet]] = {"goal": goal_fleet, "studio": studio_fleet}
+
+
+def make_arrivals(fleet: Fleet, pattern: str, load: float, seed: int) -> list[tuple[float, int, ImageWork, float]]:
+    """Requests at every peer: K at t=0 spread over all entries, or Poisson at `load` x capacity."""
+    rng = random.Random(seed)
+    n = len(fleet.machines)
+    probabilities = [p for p, _ in fleet.mix]
+    count = fleet.burst_k if pattern == "burst" else fleet.poisson_jobs
+    rate = load * capacity_jobs_per_s(fleet)
+    t = 0.0
+    out = []
+    for i in range(count):
+        if pattern == "burst":
+            entry = i % n
+        else:
+            t += rng.expovariate(rate)
+            entry = rng.randrange(n)
+        work = rng.choices([w for _, w in fleet.mix], probabilities)[0]
+        out.append((t, entry, replace(work, job_id=f"j{i}"), rng.lognormvariate(0.0, RUN_NOISE)))
+    return out
+
+
+def p95(values: Sequence[float]) -> float:
+    return statistics.quantiles(values, n=20, method="inclusive")[18]
+
+
+def run_unit(args: tuple[str, str, float, int, int, dict[str, float], tuple[str, ...]]) -> dict[str, tuple[float, ...]]:
+    """One fleet x scenario x trial, every policy on the same arrivals and the same world."""
+    fleet_name, pattern, load, trial, seed, tunables, names = args
+    for key, value in tunables.items():
+        setattr(scheduling, key, value)
+    fleet = FLEETS[fleet_name]()
+    base = seed * 1_000_003 + trial * 7919 + int(load * 100) + (0 if pattern == "burst" else 1)
+    arrivals = make_arrivals(fleet, pattern, load, base)
+    out = {}
+    for policy in POLICIES:
+        if names and policy.name not in names and policy.name != ORACLE:
+            continue
+        sim = Sim(fleet, policy, arrivals, world_seed=base + 1, policy_seed=base + 2)
+        sim.run()
+        assert len(sim.done) == len(arrivals), (policy.name, len(sim.done), len(arrivals))
+        out[policy.name] = (statistics.fmean(sim.done), p95(sim.done), sim.last_done)
+    return out
+
+
+Results = dict[tuple[str, str, float], dict[str, list[tuple[float, ...]]]]
+
+
+def run_all(fleets: Iterable[str], trials: int, seed: int, workers: int, tunables: dict[str, float] | None = None,
+            names: tuple[str, ...] = ()) -> Results:
+    units = [(f, pattern, load, trial, seed, tunables or {}, names)
+             for f in fleets for pattern, load in SCENARIOS for trial in range(trials)]
+    results: Results = {}
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            outs = list(pool.map(run_unit, units))
+    else:
+        outs = [run_unit(u) for u in units]
+    for unit, out in zip(units, outs):
+        bucket = results.setdefault(unit[:3], {})
+        for name, metrics in out.items():
+            bucket.setdefault(name, []).append(metrics)
+    return results
+
+
+def ratio(results: Results, key: tuple[str, str, float], name: str, metric: int) -> float:
+    """Mean over trials of (policy / oracle) on the same trial."""
+    mine, best = results[key][name], results[key][ORACLE]
+    return statistics.fmean(m[metric] / o[metric] for m, o in zip(mine, best))
+
+
+def absolute(results: Results, key: tuple[str, str, float], name: str, metric: int) -> float:
+    return statistics.fmean(m[metric] for m in results[key][name])
+
+
+COLUMNS: tuple[tuple[str, str, float, int], ...] = (
+    ("burst makespan", "burst", 0.0, 2),
+    ("burst mean", "burst", 0.0, 0),
+    ("50% mean", "poisson", 0.5, 0),
+    ("50% p95", "poisson", 0.5, 1),
+    ("80% mean", "poisson", 0.8, 0),
+    ("80% p95", "poisson", 0.8, 1),
+    ("95% mean", "poisson", 0.95, 0),
+    ("95% p95", "poisson", 0.95, 1),
+)
+
+
+def table(results: Results, fleet: str, names: Sequence[str]) -> str:
+    head = "| policy | " + " | ".join(c[0] for c in COLUMNS) + " |"
+    rule = "|---|" + "---:|" * len(COLUMNS)
+    rows = [head, rule]
+    for name in names:
+        if name == ORACLE:
+            cells = [f"{absolute(results, (fleet, p, ld), name, m):.1f} s" for _, p, ld, m in COLUMNS]
+            rows.append("| oracle (absolute) | " + " | ".join(cells) + " |")
+        else:
+            cells = [f"{ratio(results, (fleet, p, ld), name, m):.2f}" for _, p, ld, m in COLUMNS]
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def goals(results: Results) -> str:
+    makespan = ratio(results, ("goal", "burst", 0.0), OURS, 2)
+    tail = ratio(results, ("goal", "poisson", 0.8), OURS, 1)
+    ok = lambda good: "met" if good else "**MISSED**"  # noqa: E731
+    return (f"- burst makespan {makespan:.2f}x oracle (goal <= 1.15): {ok(makespan <= 1.15)}\n"
+            f"- p95 completion at 80% load {tail:.2f}x oracle (goal <= 1.25): {ok(tail <= 1.25)}")
+
+
+def report(results: Results, fleets: Sequence[str], trials: int, seed: int, seconds: float) -> str:
+    names = [p.name for p in POLICIES]
+    parts = [f"Seed {seed}, {trials} trials per cell, {seconds:.0f} s. Cells are policy / oracle on the same "
+             "arrivals (lower is better; 1.00 = as good as a central dispatcher with perfect information)."]
+    for fleet in fleets:
+        f = FLEETS[fleet]()
+        parts.append(f"\n### {f.name}\n\nBurst: {f.burst_k} jobs at t=0, spread over all {len(f.machines)} entry "
+                     f"peers. Poisson: {f.poisson_jobs} jobs at 50/80/95% of {capacity_jobs_per_s(f):.3f} jobs/s "
+                     "(warm capacity), each arriving at a random peer.\n")
+        parts.append(table(results, fleet, names))
+    if "goal" in fleets:
+        parts.append("\nGoals (ours, goal fleet):\n\n" + goals(results))
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--fleets", default="goal,studio", help="comma-separated: goal, studio")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--write", type=Path, help="also write the tables and the reasoning to this file")
+    args = parser.parse_args(argv)
+    fleets = [f for f in args.fleets.split(",") if f]
+    started = time.perf_counter()
+    results = run_all(fleets, args.trials, args.seed, args.workers)
+    text = report(results, fleets, args.trials, args.seed, time.perf_counter() - started)
+    print(text)
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(DOC_HEAD + text + DOC_TAIL)
+    return 0
+
+
+DOC_HEAD = "# Scheduler benchmark\n\n"
+DOC_TAIL = ""
+
+if __name__ == "__main__":
+    raise SystemExit(main())

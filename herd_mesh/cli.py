@@ -1,0 +1,153 @@
+"""`herd` / `herd-node` / `python -m herd_mesh`: start one peer."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+
+from . import __version__
+from . import config as config_mod
+from .config import Config
+from .errors import ConfigError
+
+logger = logging.getLogger("herd_mesh")
+
+EXIT_CONFIG = 2
+EXIT_PORT_IN_USE = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="herd",
+        description=(
+            "Start a herd-mesh peer. Run it on every Mac: peers find each other over mDNS (Bonjour) and send "
+            "each request to the best machine. Each option can also come from an environment variable or "
+            "<data-dir>/config.toml (flag > environment > config.toml > default)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", help="address to listen on [HERD_HOST; default 0.0.0.0]")
+    p.add_argument("--port", type=int, help="port to listen on [HERD_PORT; default 11435]")
+    p.add_argument(
+        "--node-id", help="this peer's name, stable across restarts [HERD_NODE_ID; default: short hostname]"
+    )
+    p.add_argument("--data-dir", help="where every file this peer writes lives [HERD_DATA_DIR; default ~/.herd-mesh]")
+    p.add_argument(
+        "--mesh", help="mesh name: peers only join peers with the same name [HERD_MESH; default 'default']"
+    )
+    p.add_argument(
+        "--advertise",
+        action="append",
+        metavar="ADDR",
+        help="address announced to other peers, repeatable [HERD_ADVERTISE, comma-separated; default: --host "
+        "when it is a specific address, else this machine's LAN IPv4 addresses]",
+    )
+    p.add_argument(
+        "--peer",
+        dest="peers",
+        action="append",
+        metavar="URL",
+        help="a static peer (http://host:port) for networks that block multicast; repeatable "
+        "[HERD_PEERS, comma-separated]",
+    )
+    p.add_argument("--no-mdns", action="store_true", help="do not use mDNS: static peers only [HERD_MDNS=false]")
+    p.add_argument("--ollama-url", help="this machine's Ollama [OLLAMA_HOST; default http://localhost:11434]")
+    p.add_argument("--log-level", choices=config_mod.LOG_LEVELS, help="[HERD_LOG_LEVEL; default info]")
+    p.add_argument("--version", action="version", version=f"herd-mesh {__version__}")
+    return p
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """Say goodbye to the mesh the moment SIGTERM/SIGINT arrives, not after in-flight jobs have drained."""
+
+    leave: Any = None
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.leave is not None and not self.should_exit:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.leave()))
+        super().handle_exit(sig, frame)
+
+
+def run(cfg: Config) -> int:
+    from .assemble import build_app  # imported late: keeps `herd --help` fast
+
+    try:
+        sock = bind_socket(cfg.host, cfg.port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            logger.error(
+                "port %d on %s is already in use (another herd peer?). Choose another with --port or HERD_PORT.",
+                cfg.port,
+                cfg.host,
+            )
+            return EXIT_PORT_IN_USE
+        logger.error("cannot listen on %s:%d: %s (see --host and --port)", cfg.host, cfg.port, exc)
+        return EXIT_PORT_IN_USE
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    app = build_app(cfg)
+    server = _Server(
+        uvicorn.Config(
+            app, log_level=cfg.log_level, access_log=cfg.log_level == "debug", timeout_graceful_shutdown=60
+        )
+    )
+    server.leave = app.state.node.leave
+    server.run(sockets=[sock])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "node_id": args.node_id,
+        "data_dir": args.data_dir,
+        "mesh": args.mesh,
+        "advertise": tuple(args.advertise or ()),
+        "peers": tuple(args.peers or ()),
+        "no_mdns": args.no_mdns,
+        "ollama_url": args.ollama_url,
+        "log_level": args.log_level,
+    }
+    try:
+        cfg = config_mod.resolve(flags, os.environ)
+    except ConfigError as exc:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        logger.error("%s", exc)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=getattr(logging, cfg.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if cfg.log_level != "debug":
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns everything else
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

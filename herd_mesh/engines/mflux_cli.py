@@ -1,0 +1,209 @@
+"""mflux's command line: one `mflux-generate-*` process per image, in a fresh temp directory.
+
+Its quirks, handled here: it never overwrites (writes image_1.png beside an existing image.png), it can exit 0
+without an image when interrupted, and its progress bar goes to stderr. On timeout or cancellation the whole
+process group is killed, so no mflux process outlives the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import EngineError
+from ..image_models import MODELS, ImageModel
+from .base import ImageJob, ImageOutput
+
+logger = logging.getLogger(__name__)
+
+SEARCH_DIRS = ("~/.local/bin", "/opt/homebrew/bin", "/usr/local/bin")  # uv tool, Homebrew, pip --user
+RESCAN_INTERVAL_S = 30.0  # notice a fresh `uv tool install mflux` without a restart
+DEFAULT_TIMEOUT_S = 900.0  # a cold flux-dev load plus 50 steps at 2048px on a small Mac stays under this
+KILL_GRACE_S = 3.0
+STDERR_TAIL_LINES = 12
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PROGRESS_RE = re.compile(r"(\d+)/(\d+)")
+
+
+def search_path(env_path: str | None = None) -> str:
+    parts = (env_path if env_path is not None else os.environ.get("PATH", "")).split(os.pathsep)
+    parts += [os.path.expanduser(d) for d in SEARCH_DIRS]
+    seen: list[str] = []
+    for part in parts:
+        if part and part not in seen:
+            seen.append(part)
+    return os.pathsep.join(seen)
+
+
+def find_command(command: str, path: str | None = None) -> str | None:
+    return shutil.which(command, path=path if path is not None else search_path())
+
+
+def build_argv(executable: str, model: ImageModel, job: ImageJob, output: Path) -> list[str]:
+    argv = [
+        executable,
+        *model.extra_args,
+        "--prompt", job.prompt,
+        "--width", str(job.width),
+        "--height", str(job.height),
+        "--steps", str(job.steps),
+        "--quantize", str(job.quantize),
+        "--seed", str(job.seed),
+        "--output", str(output),
+    ]  # fmt: skip
+    if job.negative_prompt:
+        argv += ["--negative-prompt", job.negative_prompt]
+    return argv
+
+
+class MfluxCliEngine:
+    name = "mflux-cli"
+
+    def __init__(self, *, timeout_s: float = DEFAULT_TIMEOUT_S, path: str | None = None) -> None:
+        self.timeout_s = timeout_s
+        self._path = path
+        self._found: dict[str, str] = {}
+        self._scanned_at = -RESCAN_INTERVAL_S
+        self.progress: tuple[int, int] | None = None  # (step, steps) of the running job, from stderr
+
+    def _scan(self) -> dict[str, str]:
+        now = time.monotonic()
+        if now - self._scanned_at >= RESCAN_INTERVAL_S:
+            path = self._path if self._path is not None else search_path()
+            found = {}
+            for model in MODELS.values():
+                exe = find_command(model.command, path)
+                if exe:
+                    found[model.name] = exe
+            if found != self._found:
+                logger.info("mflux commands found for: %s", ", ".join(sorted(found)) or "none")
+            self._found = found
+            self._scanned_at = now
+        return self._found
+
+    def installed_models(self) -> set[str]:
+        return set(self._scan())
+
+    def loaded_models(self) -> set[str]:
+        return set()  # a process per image: nothing stays loaded
+
+    async def generate(self, job: ImageJob) -> ImageOutput:
+        model = MODELS.get(job.model)
+        executable = self._scan().get(job.model)
+        if model is None or executable is None:
+            raise EngineError(f"mflux command for {job.model!r} is not installed here ({'uv tool install mflux'})")
+        workdir = Path(tempfile.mkdtemp(prefix="herd-mflux-"))
+        output = workdir / "image.png"
+        argv = build_argv(executable, model, job, output)
+        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        started = time.monotonic()
+        self.progress = (0, job.steps)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=workdir,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group: we kill mflux and anything it spawned
+            )
+        except OSError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise EngineError(f"cannot start {argv[0]}: {exc}") from exc
+        logger.debug("started %s (pid %d) for job %s", Path(executable).name, proc.pid, job.job_id)
+        try:
+            readers = asyncio.gather(self._read_stderr(proc, tail), self._drain(proc.stdout))
+            try:
+                await asyncio.wait_for(asyncio.shield(readers), self.timeout_s)
+                returncode = await asyncio.wait_for(proc.wait(), KILL_GRACE_S)
+            except TimeoutError:
+                await _kill_group(proc)
+                readers.cancel()
+                raise EngineError(
+                    f"mflux took longer than {self.timeout_s:.0f} s and was stopped; last output: {_join(tail)}"
+                ) from None
+            except asyncio.CancelledError:
+                await _kill_group(proc)
+                readers.cancel()
+                raise
+            if returncode != 0:
+                raise EngineError(f"mflux exited with code {returncode}: {_join(tail)}")
+            image = _find_image(workdir, output)
+            if image is None:
+                raise EngineError(f"mflux finished without writing an image: {_join(tail)}")
+            png = image.read_bytes()
+            if not png.startswith(PNG_SIGNATURE):
+                raise EngineError(f"mflux wrote {image.name}, but it is not a PNG")
+            return ImageOutput(png=png, generation_ms=int((time.monotonic() - started) * 1000))
+        finally:
+            self.progress = None
+            if proc.returncode is None:
+                await _kill_group(proc)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _read_stderr(self, proc: asyncio.subprocess.Process, tail: collections.deque[str]) -> None:
+        """tqdm redraws with carriage returns: split on both, keep the last lines and the step count."""
+        assert proc.stderr is not None
+        buffer = ""
+        while chunk := await proc.stderr.read(4096):
+            buffer += chunk.decode("utf-8", "replace")
+            *lines, buffer = re.split(r"[\r\n]", buffer)
+            for line in lines:
+                self._note(line, tail)
+        self._note(buffer, tail)
+
+    def _note(self, line: str, tail: collections.deque[str]) -> None:
+        line = line.strip()
+        if not line:
+            return
+        if "|" in line and (match := _PROGRESS_RE.search(line.split("|", 2)[-1])):
+            self.progress = (int(match.group(1)), int(match.group(2)))
+        if not tail or tail[-1] != line:
+            tail.append(line)
+
+    @staticmethod
+    async def _drain(stream: asyncio.StreamReader | None) -> None:
+        if stream is not None:
+            while await stream.read(4096):
+                pass
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _find_image(workdir: Path, expected: Path) -> Path | None:
+    if expected.is_file():
+        return expected
+    candidates = sorted(workdir.glob("*.png"), key=lambda p: p.stat().st_mtime)  # image_1.png, *_seed_N.png
+    return candidates[-1] if candidates else None
+
+
+def _join(tail: collections.deque[str]) -> str:
+    lines = [line for line in tail if "%|" not in line] or list(tail)
+    return " | ".join(lines[-6:]) or "(no output)"
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after a grace period."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            await asyncio.wait_for(proc.wait(), wait)
+            break
+        except TimeoutError:
+            continue
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group that ignored SIGTERM
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,133 @@
+"""The GPU queue: by default one image job at a time per machine, the rest wait in FIFO order.
+
+Its contents (running and waiting jobs with their estimates) are part of the advertised state, so other peers
+can compute how long a new job would wait here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Withdrawn(Exception):
+    """The waiting job was taken out of this queue to run elsewhere (work stealing)."""
+
+
+@dataclass
+class QueuedJob:
+    job_id: str
+    model: str
+    width: int
+    height: int
+    steps: int
+    entry_node: str
+    estimate_s: float  # expected run time here (load included), for other peers' arithmetic
+    enqueued_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    kind: str = "image"
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        elapsed = now - self.started_at if self.started_at else 0.0
+        return {
+            "job_id": self.job_id,
+            "kind": self.kind,
+            "model": self.model,
+            "width": self.width,
+            "height": self.height,
+            "steps": self.steps,
+            "entry_node": self.entry_node,
+            "estimate_s": round(self.estimate_s, 2),
+            "enqueued_at": self.enqueued_at,
+            "started_at": self.started_at,
+            "remaining_s": round(max(0.0, self.estimate_s - elapsed), 2)
+            if self.started_at
+            else round(self.estimate_s, 2),
+        }
+
+
+class GpuQueue:
+    def __init__(self, slots: int = 1, on_change: Callable[[], None] | None = None) -> None:
+        self.slots = slots
+        self.running: dict[str, QueuedJob] = {}
+        self._waiting: collections.OrderedDict[str, tuple[QueuedJob, asyncio.Future[None]]] = (
+            collections.OrderedDict()
+        )
+        self._on_change = on_change or (lambda: None)
+
+    @property
+    def waiting(self) -> list[QueuedJob]:
+        return [job for job, _ in self._waiting.values()]
+
+    @property
+    def depth(self) -> int:
+        return len(self.running) + len(self._waiting)
+
+    def backlog_s(self, now: float | None = None) -> float:
+        """Seconds of work ahead of a newly queued job, divided over the slots."""
+        now = time.time() if now is None else now
+        total = sum(job.to_dict(now)["remaining_s"] for job in self.running.values())
+        total += sum(job.estimate_s for job in self.waiting)
+        return total / max(1, self.slots)
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        return {
+            "slots": self.slots,
+            "depth": self.depth,
+            "running": [job.to_dict(now) for job in self.running.values()],
+            "waiting": [job.to_dict(now) for job in self.waiting],
+        }
+
+    @asynccontextmanager
+    async def slot(self, job: QueuedJob) -> AsyncIterator[float]:
+        """Wait for a free slot in FIFO order; yields the seconds spent waiting. Cancelling leaves the queue."""
+        while job.job_id in self.running or job.job_id in self._waiting:
+            job.job_id += "+"  # the same job id twice (a client retrying by hand) must not clobber the first
+        if len(self.running) < self.slots and not self._waiting:
+            self._start(job)
+        else:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting[job.job_id] = (job, future)
+            self._on_change()
+            try:
+                await future
+            except asyncio.CancelledError:
+                if self._waiting.pop(job.job_id, None) is None and job.job_id in self.running:
+                    self._finish(job)  # the slot was handed over as we were cancelled: pass it on
+                self._on_change()
+                raise
+        try:
+            yield (job.started_at or time.time()) - job.enqueued_at
+        finally:
+            self._finish(job)
+
+    def _start(self, job: QueuedJob) -> None:
+        job.started_at = time.time()
+        self.running[job.job_id] = job
+        self._on_change()
+
+    def _finish(self, job: QueuedJob) -> None:
+        self.running.pop(job.job_id, None)
+        while self._waiting and len(self.running) < self.slots:
+            _, (next_job, future) = self._waiting.popitem(last=False)
+            if future.done():
+                continue
+            self._start(next_job)
+            future.set_result(None)
+        self._on_change()
+
+    def withdraw(self, job_id: str) -> bool:
+        """Take a waiting job out (it is being stolen by an idle peer). False when it already started."""
+        entry = self._waiting.get(job_id)
+        if entry is None:
+            return False
+        del self._waiting[job_id]
+        entry[1].set_exception(Withdrawn(job_id))
+        self._on_change()
+        return True

@@ -1,0 +1,85 @@
+"""What this machine has to offer right now, read with psutil (and sysctl / /proc where psutil is silent)."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+GB = 1024**3
+
+
+@dataclass(frozen=True)
+class SystemMetrics:
+    chip: str
+    cores: int
+    memory_total_gb: float
+    memory_available_gb: float
+    memory_pressure: str  # "normal" | "warn" | "critical" | "unknown"
+    cpu_percent: float
+    os: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@functools.cache
+def chip_name() -> str:
+    """`Apple M3 Ultra` on a Mac, the CPU model name on Linux."""
+    if platform.system() == "Darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=2
+            ).stdout.strip()
+            if out:
+                return out
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def memory_pressure() -> str:
+    """macOS reports a pressure level; Linux has PSI (share of time stalled on memory in the last 10 s)."""
+    if platform.system() == "Darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "kern.memorystatus_vm_pressure_level"], capture_output=True, text=True, timeout=2
+            ).stdout.strip()
+            return {"1": "normal", "2": "warn", "4": "critical"}.get(out, "unknown")
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+    try:
+        first = Path("/proc/pressure/memory").read_text().splitlines()[0]
+        avg10 = float(first.split("avg10=")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return "unknown"
+    if avg10 >= 20:
+        return "critical"
+    if avg10 >= 5:
+        return "warn"
+    return "normal"
+
+
+def sample() -> SystemMetrics:
+    """One reading. `cpu_percent` is the average since the previous call, so call it on a steady tick."""
+    vm = psutil.virtual_memory()
+    return SystemMetrics(
+        chip=chip_name(),
+        cores=psutil.cpu_count(logical=True) or 1,
+        memory_total_gb=round(vm.total / GB, 1),
+        memory_available_gb=round(vm.available / GB, 1),
+        memory_pressure=memory_pressure(),
+        cpu_percent=psutil.cpu_percent(interval=None),
+        os=f"{platform.system()} {platform.release()}",
+    )

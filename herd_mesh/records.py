@@ -1,0 +1,160 @@
+"""Every request, succeeded or failed, recorded in SQLite (WAL) in the data dir, and the statistics over it."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    width INTEGER, height INTEGER, steps INTEGER,
+    node TEXT,
+    entry_node TEXT,
+    queue_ms INTEGER,
+    generation_ms INTEGER,
+    status TEXT NOT NULL,
+    error TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    prompt TEXT,
+    job_id TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE INDEX IF NOT EXISTS requests_kind_ts ON requests (kind, ts);
+"""
+
+
+@dataclass
+class RequestRecord:
+    kind: str  # image | llm | embeddings | transcription
+    model: str
+    status: str  # ok | failed | cancelled
+    node: str | None = None  # where it ran
+    entry_node: str | None = None  # where the client sent it
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    queue_ms: int | None = None
+    generation_ms: int | None = None
+    error: str | None = None
+    tags: tuple[str, ...] = ()
+    prompt: str | None = None
+    job_id: str | None = None
+    ts: float = field(default_factory=time.time)
+
+
+class Records:
+    """One SQLite file; a lock makes the one connection safe from worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, record: RequestRecord) -> None:
+        row = asdict(record)
+        row["tags"] = json.dumps(list(record.tags))
+        columns = ", ".join(row)
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO requests ({columns}) VALUES ({', '.join('?' for _ in row)})", tuple(row.values())
+            )
+
+    def prune(self, older_than: float) -> int:
+        with self._lock:
+            return self._db.execute("DELETE FROM requests WHERE ts < ?", (older_than,)).rowcount
+
+    def rows(self, *, since: float, kind: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM requests WHERE ts >= ?" + (" AND kind = ?" if kind else "") + " ORDER BY ts"
+        params: tuple[Any, ...] = (since, kind) if kind else (since,)
+        with self._lock:
+            cursor = self._db.execute(query, params)
+            names = [c[0] for c in cursor.description]
+            out = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        for row in out:
+            row["tags"] = json.loads(row["tags"] or "[]")
+        return out
+
+
+def summarize(rows: list[dict[str, Any]], *, recent: int = 20) -> dict[str, Any]:
+    """Totals, failures, timing percentiles, and breakdowns by node, model and tag. Pure."""
+
+    def block(items: list[dict[str, Any]]) -> dict[str, Any]:
+        ok = [r for r in items if r["status"] == "ok"]
+        times = sorted(r["generation_ms"] for r in ok if r["generation_ms"] is not None)
+        queue = [r["queue_ms"] for r in ok if r["queue_ms"] is not None]
+        return {
+            "total": len(items),
+            "succeeded": len(ok),
+            "failed": sum(1 for r in items if r["status"] == "failed"),
+            "cancelled": sum(1 for r in items if r["status"] == "cancelled"),
+            "avg_generation_ms": round(statistics.fmean(times)) if times else None,
+            "p50_generation_ms": _percentile(times, 50),
+            "p95_generation_ms": _percentile(times, 95),
+            "avg_queue_ms": round(statistics.fmean(queue)) if queue else None,
+        }
+
+    def grouped(key: str) -> dict[str, Any]:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(str(row.get(key) or "unknown"), []).append(row)
+        return {name: block(items) for name, items in sorted(groups.items())}
+
+    by_tag: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        for tag in row["tags"]:
+            by_tag.setdefault(tag, []).append(row)
+    events = [
+        {
+            k: row[k]
+            for k in (
+                "ts",
+                "kind",
+                "model",
+                "node",
+                "entry_node",
+                "width",
+                "height",
+                "steps",
+                "queue_ms",
+                "generation_ms",
+                "status",
+                "error",
+                "tags",
+                "job_id",
+            )
+        }
+        for row in rows[-recent:][::-1]
+    ]
+    return {
+        **block(rows),
+        "by_node": grouped("node"),
+        "by_model": grouped("model"),
+        "by_tag": {tag: block(items) for tag, items in sorted(by_tag.items())},
+        "recent": events,
+    }
+
+
+def _percentile(sorted_values: list[int], pct: float) -> int | None:
+    if not sorted_values:
+        return None
+    # nearest rank: the smallest value with at least pct% of the values at or below it
+    index = min(len(sorted_values) - 1, max(0, math.ceil(pct * len(sorted_values) / 100) - 1))
+    return int(sorted_values[index])

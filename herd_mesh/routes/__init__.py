@@ -1,0 +1,1 @@
+"""HTTP routes grouped by API family; `app.create_app` mounts them all."""

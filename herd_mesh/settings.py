@@ -1,0 +1,148 @@
+"""Runtime settings (`/dashboard/api/settings`): a schema, validation, and a store persisted in the data dir.
+
+Each key carries its own timestamp and author, so settings can be merged last-writer-wins per key: two peers
+changing different keys at once both keep their change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import RequestError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Setting:
+    type: type
+    default: Any
+    help: str
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+SCHEMA: dict[str, Setting] = {
+    "image_generation": Setting(bool, True, "serve POST /api/generate-image and /v1/images/generations"),
+    "transcription": Setting(bool, True, "serve POST /api/transcribe"),
+    "llm": Setting(bool, True, "serve LLM chat and completions"),
+    "embeddings": Setting(bool, True, "serve embeddings"),
+    "store_prompts": Setting(bool, False, "keep prompts in the request records"),
+    "image_keep_alive_s": Setting(int, 300, "seconds an idle image model stays loaded", 0, 86400),
+    "stats_retention_days": Setting(int, 30, "days of request records kept", 1, 3650),
+}
+
+
+def validate_changes(body: Any) -> dict[str, Any]:
+    """A POSTed settings object -> the changes it asks for, or a RequestError naming the bad key."""
+    if not isinstance(body, dict):
+        raise RequestError('settings must be a JSON object such as {"image_generation": true}')
+    if not body:
+        raise RequestError(f"no settings given; known settings: {', '.join(SCHEMA)}")
+    changes: dict[str, Any] = {}
+    for key, value in body.items():
+        setting = SCHEMA.get(key)
+        if setting is None:
+            raise RequestError(f"unknown setting {key!r}; known settings: {', '.join(SCHEMA)}")
+        if setting.type is bool:
+            if not isinstance(value, bool):
+                raise RequestError(f"setting {key!r} must be true or false, got {json.dumps(value)}")
+        elif setting.type is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise RequestError(f"setting {key!r} must be an integer, got {json.dumps(value)}")
+            if (
+                setting.minimum is not None
+                and setting.maximum is not None
+                and not (setting.minimum <= value <= setting.maximum)
+            ):
+                raise RequestError(
+                    f"setting {key!r} must be from {setting.minimum} to {setting.maximum}, got {value}"
+                )
+        changes[key] = value
+    return changes
+
+
+Stamp = tuple[float, str]  # (time of the change, node that made it): later wins, node id breaks ties
+
+
+def merge(
+    mine: Mapping[str, dict[str, Any]], theirs: Mapping[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Per-key last-writer-wins. Returns the merged entries and whether anything of ours changed."""
+    merged = {k: dict(v) for k, v in mine.items()}
+    changed = False
+    for key, entry in theirs.items():
+        if key not in SCHEMA or not isinstance(entry, dict) or "value" not in entry:
+            continue
+        try:
+            validate_changes({key: entry["value"]})
+            stamp: Stamp = (float(entry.get("ts", 0.0)), str(entry.get("by", "")))
+        except (RequestError, TypeError, ValueError):
+            continue
+        current = merged.get(key)
+        if current is None or stamp > (float(current.get("ts", 0.0)), str(current.get("by", ""))):
+            merged[key] = {"value": entry["value"], "ts": stamp[0], "by": stamp[1]}
+            changed = True
+    return merged, changed
+
+
+class SettingsStore:
+    def __init__(self, path: Path, node_id: str) -> None:
+        self.path = path
+        self.node_id = node_id
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            logger.warning("ignoring unreadable settings file %s: %s", self.path, exc)
+            return
+        entries = raw.get("entries") if isinstance(raw, dict) else None
+        if isinstance(entries, dict):
+            self.entries, _ = merge({}, entries)
+        else:
+            logger.warning("ignoring settings file %s: no 'entries' object", self.path)
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"entries": self.entries}, indent=2, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def get(self, key: str) -> Any:
+        entry = self.entries.get(key)
+        return entry["value"] if entry is not None else SCHEMA[key].default
+
+    def values(self) -> dict[str, Any]:
+        return {key: self.get(key) for key in SCHEMA}
+
+    def update(self, changes: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
+        """Apply validated changes made here; returns the resulting settings."""
+        stamp = time.time() if now is None else now
+        for key, value in changes.items():
+            self.entries[key] = {"value": value, "ts": stamp, "by": self.node_id}
+        self._save()
+        return self.values()
+
+    def absorb(self, entries: Mapping[str, dict[str, Any]]) -> bool:
+        """Merge entries from another peer; True when something here changed."""
+        self.entries, changed = merge(self.entries, entries)
+        if changed:
+            self._save()
+        return changed
+
+    def digest(self) -> str:
+        """Cheap fingerprint peers compare to see whether they need to exchange settings."""
+        latest = max((float(e.get("ts", 0.0)) for e in self.entries.values()), default=0.0)
+        return f"{len(self.entries)}:{latest:.6f}"

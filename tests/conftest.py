@@ -1,0 +1,64 @@
+"""Fixtures: a real mesh of peer processes, and the loopback multicast it needs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Mesh
+
+
+def _loopback_multicast() -> bool:
+    out = subprocess.run(["ip", "link", "show", "lo"], capture_output=True, text=True).stdout
+    return "MULTICAST" in out
+
+
+@pytest.fixture(scope="session")
+def multicast() -> None:
+    """mDNS between peers on 127.0.0.x needs multicast on lo (`ip link set lo multicast on`, as root)."""
+    if _loopback_multicast():
+        return
+    if os.geteuid() == 0:
+        subprocess.run(["ip", "link", "set", "lo", "multicast", "on"], check=False)
+        if _loopback_multicast():
+            return
+    message = "loopback has no multicast: run `sudo ip link set lo multicast on` (.ci/run does)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def mesh(request: pytest.FixtureRequest, tmp_path: Path, multicast: None) -> Iterator[Mesh]:
+    m = Mesh(tmp_path)
+    try:
+        yield m
+    finally:
+        m.close()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(m.logs())
+
+
+@pytest.fixture
+def static_mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mesh]:
+    """Peers that use only --peer (no multicast needed)."""
+    m = Mesh(tmp_path)
+    try:
+        yield m
+    finally:
+        m.close()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(m.logs())

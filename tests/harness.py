@@ -1,0 +1,202 @@
+"""Real peer processes on 127.0.0.x addresses (each on port 11435), for tests and benchmarks.
+
+Every process a `Mesh` starts is stopped by `Mesh.close()`, which fixtures call even when a test fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from tests.standins.install import install_mflux_standin
+
+T = TypeVar("T")
+PORT = 11435
+_addresses = itertools.count(10)  # 127.0.0.10 upwards: a fresh address per peer keeps tests apart
+
+
+def next_address() -> str:
+    n = next(_addresses)
+    return f"127.0.{n // 250}.{n % 250 + 2}" if n >= 250 else f"127.0.0.{n}"
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "condition") -> T:
+    """Poll until `predicate()` is truthy; AssertionError naming `what` and the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+        time.sleep(interval)
+
+
+@dataclass
+class Peer:
+    node_id: str
+    host: str
+    mesh: str
+    data_dir: Path
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{PORT}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "peer.log"
+
+    def start(self, wait: bool = True) -> Peer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "herd_mesh", "--host", self.host, "--node-id", self.node_id,
+                "--mesh", self.mesh, "--data-dir", str(self.data_dir), *self.args]  # fmt: skip
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"peer {self.node_id} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            return httpx.get(self.url + "/mesh/ping", timeout=1).status_code == 200
+
+        wait_until(ready, timeout, what=f"peer {self.node_id} to answer")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self, timeout: float = 20.0) -> int | None:
+        return self._signal(signal.SIGTERM, timeout)
+
+    def kill(self) -> int | None:
+        return self._signal(signal.SIGKILL, 10.0)
+
+    def _signal(self, sig: int, timeout: float) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(self.url + path, timeout=kwargs.pop("timeout", 60), **kwargs)
+
+    def statuses(self) -> dict[str, str]:
+        """node id -> status in this peer's /mesh/peers (itself included)."""
+        doc = self.get("/mesh/peers", timeout=2).json()
+        return {p["node_id"] or p["url"]: p["status"] for p in doc["peers"]}
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class Mesh:
+    """A set of peers sharing a mesh name unique to this run, with the mflux stand-in on their PATH."""
+
+    def __init__(self, base_dir: Path, name: str | None = None) -> None:
+        self.base_dir = base_dir
+        self.name = name or f"test-{uuid.uuid4().hex[:8]}"
+        self.peers: dict[str, Peer] = {}
+        self.bin_dir = install_mflux_standin(base_dir / "bin")
+        self.standin_log = base_dir / "standin.log"
+        self.hf_home = base_dir / "hf"
+        for repo in ("Tongyi-MAI/Z-Image-Turbo", "black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-dev"):
+            snapshot = self.hf_home / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / "0000"
+            snapshot.mkdir(parents=True, exist_ok=True)
+            (snapshot / "model_index.json").write_text("{}")
+
+    def env(
+        self, data_dir: Path, *, mflux: bool, ms_per_mp_step: float, extra: dict[str, str] | None
+    ) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HERD_", "OLLAMA_"))}
+        env["PATH"] = (f"{self.bin_dir}{os.pathsep}" if mflux else "") + "/usr/bin:/bin"
+        env["HOME"] = str(data_dir)  # never find a developer's ~/.local/bin/mflux-* or ~/.herd-mesh
+        env["HF_HOME"] = str(self.hf_home)
+        env["HERD_STANDIN_LOCK"] = str(data_dir / "gpu.lock")  # one job at a time per "machine"
+        env["HERD_STANDIN_LOG"] = str(self.standin_log)
+        env["HERD_STANDIN_MS_PER_MP_STEP"] = str(ms_per_mp_step)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra or {})
+        return env
+
+    def add(
+        self,
+        node_id: str,
+        *,
+        host: str | None = None,
+        args: list[str] | None = None,
+        mflux: bool = True,
+        ms_per_mp_step: float = 50.0,
+        env: dict[str, str] | None = None,
+        start: bool = True,
+        wait: bool = True,
+    ) -> Peer:
+        data_dir = self.base_dir / node_id
+        peer = Peer(
+            node_id=node_id,
+            host=host or next_address(),
+            mesh=self.name,
+            data_dir=data_dir,
+            args=list(args or []),
+            env=self.env(data_dir, mflux=mflux, ms_per_mp_step=ms_per_mp_step, extra=env),
+        )
+        self.peers[node_id] = peer
+        if start:
+            peer.start(wait=wait)
+        return peer
+
+    def wait_all_see_each_other(self, timeout: float = 10.0) -> None:
+        live = [p for p in self.peers.values() if p.alive]
+        ids = {p.node_id for p in live}
+
+        def converged() -> bool:
+            return all({k for k, v in p.statuses().items() if v == "up"} >= ids for p in live)
+
+        wait_until(converged, timeout, what=f"peers {sorted(ids)} to list each other up")
+
+    def standin_events(self) -> list[dict[str, Any]]:
+        if not self.standin_log.exists():
+            return []
+        return [json.loads(line) for line in self.standin_log.read_text().splitlines() if line.strip()]
+
+    def close(self) -> None:
+        for peer in self.peers.values():
+            if peer.alive:
+                peer.terminate(timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(f"----- {p.node_id} ({p.host}) -----\n{p.log_tail(60)}" for p in self.peers.values())

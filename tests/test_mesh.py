@@ -1,0 +1,165 @@
+"""Real peer processes finding each other over real multicast mDNS, and noticing when one goes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+from zeroconf import IPVersion
+from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+from herd_mesh import txt
+from tests.harness import Mesh, next_address, wait_until
+
+
+def up_ids(peer) -> set[str]:
+    return {k for k, v in peer.statuses().items() if v == "up"}
+
+
+def test_three_peers_list_each_other(mesh: Mesh) -> None:
+    a, b, c = (mesh.add(n) for n in ("alpha", "bravo", "charlie"))
+    mesh.wait_all_see_each_other(timeout=10)
+    doc = a.get("/mesh/peers").json()
+    assert doc["self"] == "alpha" and doc["mesh"] == mesh.name
+    by_id = {p["node_id"]: p for p in doc["peers"]}
+    assert set(by_id) == {"alpha", "bravo", "charlie"}
+    assert by_id["bravo"]["url"] == b.url
+    assert by_id["charlie"]["capabilities"]["node_id"] == "charlie"
+    assert by_id["bravo"]["last_seen"] is not None
+    state = c.get("/mesh/state").json()
+    assert state["node_id"] == "charlie" and state["mesh"] == mesh.name
+    assert state["system"]["cores"] >= 1 and state["system"]["memory_total_gb"] > 0
+    assert "z-image-turbo" in state["image"]["models"]
+
+
+def test_sigterm_leaves_every_list(mesh: Mesh) -> None:
+    a, b, c = (mesh.add(n) for n in ("alpha", "bravo", "charlie"))
+    mesh.wait_all_see_each_other()
+    assert c.terminate() in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
+    assert "Application shutdown complete" in c.log_tail()
+    for peer in (a, b):
+        wait_until(lambda p=peer: "charlie" not in p.statuses(), 5, what="charlie to leave the list")
+
+
+def test_sigkill_is_noticed_without_a_goodbye(mesh: Mesh) -> None:
+    a, b, c = (mesh.add(n) for n in ("alpha", "bravo", "charlie"))
+    mesh.wait_all_see_each_other()
+    c.kill()
+    for peer in (a, b):
+        wait_until(lambda p=peer: p.statuses().get("charlie") not in (None, "up"), 6, what="charlie not up")
+        wait_until(lambda p=peer: p.statuses().get("charlie") == "down", 8, what="charlie down")
+
+
+def test_restart_with_same_id_replaces_the_entry(mesh: Mesh) -> None:
+    a, b = mesh.add("alpha"), mesh.add("bravo")
+    mesh.wait_all_see_each_other()
+    first_boot = a.get("/mesh/peers").json()["peers"][1]["capabilities"]["boot_id"]
+    b.kill()
+    wait_until(lambda: a.statuses().get("bravo") != "up", 6, what="bravo not up")
+    b.start()
+    wait_until(lambda: a.statuses().get("bravo") == "up", 6, what="bravo up again")
+    entries = [p for p in a.get("/mesh/peers").json()["peers"] if p["node_id"] == "bravo"]
+    assert len(entries) == 1, entries
+    wait_until(
+        lambda: (
+            [p for p in a.get("/mesh/peers").json()["peers"] if p["node_id"] == "bravo"][0]["capabilities"].get(
+                "boot_id"
+            )
+            not in (None, first_boot)
+        ),
+        5,
+        what="the new process's state",
+    )
+
+
+def test_changed_address_is_updated_in_place(mesh: Mesh) -> None:
+    a, b = mesh.add("alpha"), mesh.add("bravo")
+    mesh.wait_all_see_each_other()
+    b.kill()
+    b.host = next_address()  # DHCP gave the Mac a new address
+    b.start()
+
+    def moved() -> bool:
+        entries = [p for p in a.get("/mesh/peers").json()["peers"] if p["node_id"] == "bravo"]
+        return len(entries) == 1 and entries[0]["url"] == b.url and entries[0]["status"] == "up"
+
+    wait_until(moved, 8, what="bravo's new address")
+
+
+def test_static_peers_without_mdns(static_mesh: Mesh) -> None:
+    a = static_mesh.add("alpha", args=["--no-mdns"])
+    # bravo names alpha; alpha learns bravo when bravo calls it. An unreachable static peer is listed as down.
+    dead = f"http://{next_address()}:11435"
+    b = static_mesh.add("bravo", args=["--no-mdns", "--peer", a.url, "--peer", dead])
+    wait_until(lambda: up_ids(a) == {"alpha", "bravo"}, 8, what="alpha to list bravo")
+    wait_until(lambda: up_ids(b) == {"alpha", "bravo"}, 8, what="bravo to list alpha")
+    listed = {p["url"]: p for p in b.get("/mesh/peers").json()["peers"]}
+    assert listed[dead]["status"] == "down" and listed[dead]["static"] is True
+    b.kill()
+    wait_until(lambda: a.statuses().get("bravo") not in (None, "up"), 6, what="bravo not up on alpha")
+
+
+def test_other_meshes_and_foreign_records_are_ignored(mesh: Mesh, tmp_path) -> None:
+    a = mesh.add("alpha")
+    other = Mesh(tmp_path / "other")
+    try:
+        stranger = other.add("stranger")
+        host = next_address()
+
+        async def announce_junk() -> None:
+            azc = AsyncZeroconf(interfaces=[host], ip_version=IPVersion.V4Only)
+            records = [
+                {"v": "0", "id": "oldtimer", "mesh": mesh.name},  # an older protocol version
+                {"hello": "world"},  # not ours at all
+                {"v": "1", "id": "broken", "mesh": mesh.name, "sv": "NaN"},  # malformed
+                {"v": "1", "mesh": mesh.name},  # no node id
+            ]
+            infos = [
+                AsyncServiceInfo(txt.SERVICE_TYPE, f"junk{i}@{mesh.name}.{txt.SERVICE_TYPE}",
+                                 addresses=[socket.inet_aton(host)], port=11435, properties=props)
+                for i, props in enumerate(records)
+            ]  # fmt: skip
+            for info in infos:
+                await azc.async_register_service(info)
+            await asyncio.sleep(2.0)
+            await azc.async_unregister_all_services()
+            await azc.async_close()
+
+        asyncio.run(announce_junk())
+        assert up_ids(a) == {"alpha"}
+        assert set(a.statuses()) == {"alpha"}
+        assert a.alive and stranger.alive
+        assert "ignoring" in a.log_tail(200)
+    finally:
+        other.close()
+
+
+def test_port_in_use_exits_with_a_clear_message(mesh: Mesh) -> None:
+    a = mesh.add("alpha")
+    result = subprocess.run(
+        [sys.executable, "-m", "herd_mesh", "--host", a.host, "--node-id", "beta", "--mesh", mesh.name,
+         "--data-dir", str(mesh.base_dir / "beta")],
+        capture_output=True, text=True, timeout=30, env=a.env,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "11435" in result.stderr and "--port" in result.stderr
+
+
+def test_root_redirects_to_the_dashboard_which_lists_peers(mesh: Mesh) -> None:
+    a, _b = mesh.add("alpha"), mesh.add("bravo")
+    mesh.wait_all_see_each_other()
+    response = httpx.get(a.url + "/", follow_redirects=False)
+    assert response.status_code in (302, 307) and response.headers["location"].endswith("/dashboard")
+    page = a.get("/dashboard")
+    assert page.status_code == 200 and "bravo" in page.text and "alpha" in page.text
+
+
+@pytest.mark.parametrize("path", ["/mesh/nothing", "/api/nothing"])
+def test_unknown_paths_get_json_404(mesh: Mesh, path: str) -> None:
+    a = mesh.add("alpha")
+    response = a.get(path)
+    assert response.status_code == 404 and "error" in response.json()
