@@ -10,7 +10,8 @@ peer" is taken when the answer in which the *last* observer agreed arrives, so e
 late by at most one poll interval plus one round trip:
 
 1. join: subject process started -> listed `up` by every observer (also: from "answers /mesh/ping");
-2. graceful leave: SIGTERM (odd trials) or SIGINT (even trials) -> absent from every list; restart it;
+2. graceful leave: SIGTERM (odd trials) or SIGINT (even trials) -> absent from every list, and still absent
+   3 s later on every one (a late call from the leaving peer must not list it again); restart it;
 3. crash: SIGKILL -> not `up` anywhere, and -> `down` everywhere;
 4. rejoin: the same node id restarted on the same address -> `up` everywhere, one entry per node id;
 5. cut off: every packet to or from the subject's address dropped on lo (tc: htb root, a class whose qdisc is
@@ -62,6 +63,8 @@ SETTLE_S = (0.2, 0.7)  # random wait before each event (seconds)
 WAIT_S = 10.0  # give up on one measurement after this long (seconds); counts as a miss
 START_TIMEOUT_S = 20.0  # a peer process must answer HTTP within this long (seconds)
 HTTP_POLL_S = 0.01  # how often a starting subject's /mesh/ping is tried (seconds)
+STAY_GONE_S = 3.0  # after a graceful leave, watch this long that it is not listed again (> SUSPECT_TO_DOWN_S)
+STALL_S = 5.0  # an observer that has not answered a poll for this long is broken: the run stops (seconds)
 
 Entries = list[dict[str, Any]]
 Pred = Callable[[Entries], bool]
@@ -108,7 +111,8 @@ def is_not_up(node_id: str) -> Pred:
 
 
 def is_down(node_id: str) -> Pred:
-    return lambda es: all(e["status"] == "down" for e in entries_for(es, node_id))
+    """Listed, and down: a peer that vanished without a goodbye must not vanish from the list either."""
+    return lambda es: [e["status"] for e in entries_for(es, node_id)] == ["down"]
 
 
 class Watch:
@@ -156,6 +160,8 @@ class Poller:
     errors: int = 0
     rtt_total: float = 0.0
     rtt_max: float = 0.0
+    last: dict[str, tuple[float, Entries]] = field(default_factory=dict)  # observer -> its latest good answer
+    errors_by: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -177,6 +183,7 @@ class Poller:
                 except (httpx.HTTPError, ValueError, KeyError, TypeError):
                     with self._lock:
                         self.errors += 1
+                        self.errors_by[observer] += 1
                     entries = None
                 received = time.monotonic()
                 if entries is not None:
@@ -185,6 +192,7 @@ class Poller:
                         self.polls += 1
                         self.rtt_total += received - sent
                         self.rtt_max = max(self.rtt_max, received - sent)
+                        self.last[observer] = (received, entries)
                         for watch in self.watches:
                             watch.offer(observer, sent, received, entries)
                 self._stop.wait(max(0.0, sent + self.interval - time.monotonic()))
@@ -222,6 +230,10 @@ class Poller:
             for watch in watches:
                 watch.done.wait(max(0.0, t0 + timeout - time.monotonic()))
         return [w.result() for w in watches]
+
+    def latest(self, observer: str) -> tuple[float, Entries] | None:
+        with self._lock:
+            return self.last.get(observer)
 
     def anomaly_count(self) -> int:
         with self._lock:
@@ -315,6 +327,7 @@ ROWS = [
     Row("join_http", "join: answers `/mesh/ping` -> listed `up` everywhere", None),
     Row("leave_term", "graceful leave, SIGTERM: signal -> absent from every other list", 1.0),
     Row("leave_int", "graceful leave, SIGINT: signal -> absent from every other list", 1.0),
+    Row("relisted", "graceful leave: observers listing it again within 3 s of leaving (count)", 0.0),
     Row("crash", "crash, SIGKILL: kill -> not `up` anywhere", 3.0),
     Row("crash_down", "crash, SIGKILL: kill -> `down` everywhere", None),
     Row("rejoin", "rejoin after SIGKILL, same node id: process started -> `up` everywhere", 2.0),
@@ -337,6 +350,7 @@ class Bench:
         self.netcut_skipped: str | None = None
         self.rng = random.Random(args.seed)
         self.load_before = os.getloadavg()
+        self.misses = 0
 
     # -- plumbing ---------------------------------------------------------------------------------------------
     def record(self, key: str, value: float | None) -> None:
@@ -386,6 +400,33 @@ class Bench:
         if t is None:
             log(f"  warning: not every observer lists {subject.node_id} up")
 
+    def check(self, what: str, subject: Peer, values: list[float | None]) -> None:
+        """After a measurement: say which observer disagreed, and stop if an observer is no longer answering."""
+        assert self.poller is not None
+        if all(v is not None for v in values):
+            return
+        self.misses += 1
+        now = time.monotonic()
+        for peer in self.observers:
+            latest = self.poller.latest(peer.node_id)
+            if latest is None:
+                log(f"  {what}: {peer.node_id} never answered a poll")
+                continue
+            at, entries = latest
+            mine = [(e["status"], e.get("last_error")) for e in entries_for(entries, subject.node_id)]
+            errors = self.poller.errors_by[peer.node_id]
+            log(
+                f"  {what}: {peer.node_id} (answered {now - at:.1f} s ago, {errors} failed polls so far)"
+                f" lists {subject.node_id} as {mine}"
+            )
+        for cmd in (["tc", "qdisc", "show", "dev", "lo"], ["ip", "maddr", "show", "dev", "lo"]):
+            shown = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            log(f"  {' '.join(cmd)}: " + " | ".join((shown.stdout + shown.stderr).split("\n")).strip(" |"))
+        for peer in self.observers:
+            latest = self.poller.latest(peer.node_id)
+            if not peer.alive or latest is None or now - latest[0] > STALL_S:
+                raise RuntimeError(f"observer {peer.node_id} stopped answering /mesh/peers:\n{peer.log_tail()}")
+
     # -- the run ----------------------------------------------------------------------------------------------
     def setup(self) -> None:
         if self.args.no_netcut:
@@ -422,6 +463,7 @@ class Bench:
         time.sleep(self.rng.uniform(*SETTLE_S))
         t0, t_http = self.start(subject)
         [t] = poller.measure(t0, is_up(sid))
+        self.check("join", subject, [t])
         rec("join", t)
         rec("join_http", None if t is None else t - (t_http - t0))
         self.converge(subject)
@@ -433,7 +475,15 @@ class Bench:
         assert subject.proc is not None
         subject.proc.send_signal(sig)
         [t] = poller.measure(t0, is_absent(sid))
+        self.check("leave", subject, [t])
         rec(key, t)
+        # it must stay gone: a late call from the leaving peer must not list it again (it would show `down`)
+        back = Watch(lambda es: bool(entries_for(es, sid)), list(poller.observers), time.monotonic())
+        with poller.watching(back):
+            time.sleep(STAY_GONE_S)
+        if back.first:
+            log(f"  {sid} listed again after leaving, on {', '.join(sorted(back.first))}")
+        rec("relisted", float(len(back.first)))
         try:
             subject.proc.wait(20)
         except subprocess.TimeoutExpired:
@@ -447,6 +497,7 @@ class Bench:
         t0 = time.monotonic()
         subject.proc.kill()
         t_not_up, t_down = poller.measure(t0, is_not_up(sid), is_down(sid))
+        self.check("crash", subject, [t_not_up, t_down])
         subject.proc.wait(10)
         rec("crash", t_not_up)
         rec("crash_down", t_down)
@@ -455,6 +506,7 @@ class Bench:
         self.settle()
         t0, t_http = self.start(subject)
         [t] = poller.measure(t0, is_up(sid))
+        self.check("rejoin", subject, [t])
         rec("rejoin", t)
         rec("rejoin_http", None if t is None else t - (t_http - t0))
         self.converge(subject)
@@ -467,12 +519,14 @@ class Bench:
                 t0 = time.monotonic()
                 self.netcut.cut(subject.host)
                 t_not_up, t_down = poller.measure(t0, is_not_up(sid), is_down(sid))
+                self.check("cut", subject, [t_not_up, t_down])
                 rec("cut", t_not_up)
                 rec("cut_down", t_down)
             finally:
                 t0 = time.monotonic()
                 self.netcut.uninstall()
             [t] = poller.measure(t0, is_up(sid))
+            self.check("heal", subject, [t])
             rec("heal", t)
             self.converge(subject)
 
@@ -482,6 +536,7 @@ class Bench:
         subject.proc.send_signal(signal.SIGSTOP)
         try:
             t_not_up, t_down = poller.measure(t0, is_not_up(sid), is_down(sid))
+            self.check("freeze", subject, [t_not_up, t_down])
         finally:
             subject.proc.send_signal(signal.SIGCONT)
             subject.kill()
@@ -494,7 +549,7 @@ class Bench:
         for k in range(1, self.args.trials + 1):
             started = time.monotonic()
             got = self.trial(k)
-            parts = " ".join(f"{key}={_fmt(v)}" for key, v in got.items())
+            parts = " ".join(f"{key}={_fmt(v, key)}" for key, v in got.items())
             log(f"trial {k}/{self.args.trials} ({time.monotonic() - started:.0f} s): {parts}")
             if self.poller is not None and self.poller.anomaly_count():
                 log(f"  duplicate/ghost entries so far: {self.poller.anomaly_count()}")
@@ -529,7 +584,9 @@ class Bench:
 # ------------------------------------------------------------------------------------------------ reporting
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | None, key: str = "") -> str:
+    if key == "relisted" and value is not None:
+        return str(int(value))  # a count of observers, not seconds
     return "miss" if value is None else f"{value:.2f}"
 
 
@@ -541,6 +598,19 @@ def summarize(bench: Bench) -> list[dict[str, str]]:
             continue
         done = [v for v in values if v is not None]
         misses = len(values) - len(done)
+        if row.key == "relisted":
+            bad = sum(1 for v in done if v)
+            rows.append(
+                {
+                    "scenario": row.scenario,
+                    "goal": "0",
+                    "median": "—",
+                    "max": f"{bad} of {len(values)} leaves ({int(sum(done))} lists)",
+                    "trials": str(len(values)),
+                    "result": "pass" if not bad else "**FAIL**",
+                }  # fmt: skip
+            )
+            continue
         median = f"{statistics.median(done):.2f} s" if done else "—"
         worst = f"> {WAIT_S:.0f} s" if misses else f"{max(done):.2f} s"
         if row.goal is None:
@@ -608,8 +678,22 @@ def machine() -> dict[str, str]:
             info[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             info[dist] = "not installed"
+    info["herd-mesh source"] = _source()
     info["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return info
+
+
+def _source() -> str:
+    """The commit the peers ran, and whether the tree had uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "herd_mesh"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"commit {head}" + (" with uncommitted changes to herd_mesh/" if dirty else "")
 
 
 def _load(values: tuple[float, float, float]) -> str:
@@ -639,8 +723,9 @@ def markdown(bench: Bench, rows: list[dict[str, str]], wall_s: float) -> str:
             else "."
         ),
         "Each event waits a random 0.2-0.7 s after the mesh settled, so it falls anywhere in the 0.5 s probe cycle."
-        " Graceful leave alternates SIGINT and SIGTERM between trials. Rejoin restarts the same node id on the same"
-        " address after the crash was detected (`down`).",
+        " Graceful leave alternates SIGINT and SIGTERM between trials; once the peer is gone everywhere the lists are"
+        " watched 3 s more, and every observer that lists it again is counted (goal: none). Rejoin restarts the same"
+        " node id on the same address after the crash was detected (`down`).",
         "",
         "A peer cut off the network is simulated two ways:",
         "",
@@ -656,13 +741,13 @@ def markdown(bench: Bench, rows: list[dict[str, str]], wall_s: float) -> str:
         " started, or a known one at an address it no longer has). Peers that were killed stay listed `down`"
         " (forgotten after 10 minutes); that is by design, not a ghost.",
         "",
-        "Per-trial values (seconds):",
+        "Per-trial values (seconds; `relisted`: observers that listed the peer again after it left):",
         "",
     ]
     for row in ROWS:
         values = bench.results[row.key]
         if values:
-            out.append(f"- {row.key}: " + ", ".join(_fmt(v) for v in values))
+            out.append(f"- {row.key}: " + ", ".join(_fmt(v, row.key) for v in values))
     if poller is not None and poller.anomalies:
         out += ["", "Duplicates and ghosts seen (first 10):", ""]
         out += [f"- on {a.observer}: {a.kind}: {a.detail}" for a in poller.anomalies[:10]]
@@ -719,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         bench.close()
-        if args.keep or not ok:
+        if args.keep or not ok or bench.misses:
             log(f"peer logs kept in {base_dir}")
         else:
             shutil.rmtree(base_dir, ignore_errors=True)

@@ -16,7 +16,12 @@ from typing import Any
 
 
 class Withdrawn(Exception):
-    """The waiting job was taken out of this queue to run elsewhere (work stealing)."""
+    """The waiting job was taken out of this queue to run elsewhere (work stealing); `to` names the peer."""
+
+    def __init__(self, job_id: str, to: str = "") -> None:
+        super().__init__(f"job {job_id} moved to {to or 'another peer'}")
+        self.job_id = job_id
+        self.to = to
 
 
 @dataclass
@@ -122,12 +127,12 @@ class GpuQueue:
             future.set_result(None)
         self._on_change()
 
-    def withdraw(self, job_id: str) -> bool:
-        """Take a waiting job out (it is being stolen by an idle peer). False when it already started."""
+    def withdraw(self, job_id: str, to: str = "") -> bool:
+        """Take a waiting job out (it is being stolen by idle peer `to`). False when it already started."""
         entry = self._waiting.get(job_id)
         if entry is None:
             return False
         del self._waiting[job_id]
-        entry[1].set_exception(Withdrawn(job_id))
+        entry[1].set_exception(Withdrawn(job_id, to))
         self._on_change()
         return True

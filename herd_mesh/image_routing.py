@@ -25,12 +25,14 @@ from .image_service import ImageService, view_from_state
 from .node import Node
 from .peer_client import H_FORWARDED, H_JOB, H_REDIRECTABLE, refusal
 from .records import RequestRecord
-from .scheduling import ImageWork, PeerView, Sent, rank, redirect_target, sent_record
+from .scheduling import ImageWork, PeerView, Sent, rank, redirect_target, sent_record, steal_target
 from .validation import MAX_SEED, ImageRequest
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 4  # peers tried for one request before giving up
+MAX_ATTEMPTS = 4  # peers tried for one request before giving up (moves to an idle peer do not count)
+REDIRECT_MEMORY_S = 3.0  # seconds a "try X" answer counts as work on its way to X
+STEAL_INTERVAL_S = 0.25  # how often an idle peer looks for queued work elsewhere
 DEADLINE_S = 1800.0  # one overall deadline for a request, retries included
 INSTALL_HINT = (
     "install mflux on a Mac of the mesh with `uv tool install mflux` (the peer notices within 30 s), then retry"
@@ -82,6 +84,7 @@ class ImageRouter:
         self.service = service
         self.rng = rng or random.Random()
         self.sent: dict[str, Sent] = {}  # jobs this peer forwarded and has no answer for yet
+        self._redirected: dict[str, tuple[Sent, float]] = {}  # jobs we answered "try X" for, and when
 
     # -- views ------------------------------------------------------------------------------------------------
     def views(self) -> list[PeerView]:
@@ -103,7 +106,11 @@ class ImageRouter:
 
     # -- the receiving side of a forwarded job -----------------------------------------------------------------
     async def run_here(self, req: ImageRequest, *, job_id: str, entry_node: str, redirectable: bool) -> ImageResult:
-        """A peer sent us this job: run it here, or refuse with a reason it can act on."""
+        """A peer sent us this job: run it here, or refuse with a reason it can act on.
+
+        `redirectable` jobs (first hop) may be answered "busy, try X" on arrival, or later, while still queued,
+        be handed to an idle peer that asks for work; either way the entry peer sends them on once more.
+        """
         if not self.service.enabled:
             raise RequestError(f"image generation is switched off on {self.node.node_id}", 503, reason="disabled")
         if req.model not in self.service.installed():
@@ -111,8 +118,11 @@ class ImageRouter:
         work = ImageWork(req.model, req.width, req.height, req.steps, job_id)
         if redirectable:
             here = self.service.view()
-            better = redirect_target(here, [v for v in self.views() if not v.is_self], work, rng=self.rng)
+            others = [v for v in self.views() if not v.is_self]
+            better = redirect_target(here, others, work, rng=self.rng, sent=self._pending())
             if better is not None:
+                target = next(v for v in others if v.node_id == better.node_id)
+                self._redirected[job_id] = (sent_record(target, work, now=time.time()), time.monotonic())
                 raise RequestError(
                     f"{self.node.node_id} is busy; {better.node_id} would finish sooner ({better.reason})",
                     503,
@@ -120,15 +130,30 @@ class ImageRouter:
                     redirect_to=better.node_id,
                     queue_depth=self.service.queue.depth,
                 )
-        return await self._local(req, job_id=job_id, entry_node=entry_node, seed=req.seed or 0, attempts=1)
+        try:
+            return await self._local(
+                req, job_id=job_id, entry_node=entry_node, seed=req.seed or 0, attempts=1, movable=redirectable
+            )
+        except Withdrawn as exc:
+            raise RequestError(
+                f"{self.node.node_id} handed the queued job to idle {exc.to}", 503, reason="busy", redirect_to=exc.to
+            ) from exc
+
+    def _pending(self) -> list[Sent]:
+        """Jobs sent on (forwarded, or redirected a moment ago) that their target may not advertise yet."""
+        cutoff = time.monotonic() - REDIRECT_MEMORY_S
+        for job_id, (_, at) in list(self._redirected.items()):
+            if at < cutoff:
+                del self._redirected[job_id]
+        return [*self.sent.values(), *(sent for sent, _ in self._redirected.values())]
 
     async def _local(
-        self, req: ImageRequest, *, job_id: str, entry_node: str, seed: int, attempts: int
+        self, req: ImageRequest, *, job_id: str, entry_node: str, seed: int, attempts: int, movable: bool = True
     ) -> ImageResult:
         job = ImageJob(
             job_id, req.model, req.prompt, req.width, req.height, req.steps, req.quantize, seed, req.negative_prompt
         )
-        output, queue_ms = await self.service.run(job, entry_node=entry_node)
+        output, queue_ms = await self.service.run(job, entry_node=entry_node, movable=movable)
         return ImageResult(
             output.png,
             self.node.node_id,
@@ -195,7 +220,7 @@ class ImageRouter:
         attempts = 0
         while attempts < MAX_ATTEMPTS and time.monotonic() < deadline:
             views = [v for v in self.views() if v.node_id not in excluded]
-            ranked = rank(views, work, sent=self.sent.values(), rng=self.rng)
+            ranked = rank(views, work, sent=self._pending(), rng=self.rng)
             if not ranked:
                 break
             choice = next((c for c in ranked if c.node_id == prefer), ranked[0])
@@ -205,9 +230,19 @@ class ImageRouter:
             if choice.node_id == self.node.node_id:
                 try:
                     return await self._local(
-                        req, job_id=job_id, entry_node=self.node.node_id, seed=seed, attempts=attempts
+                        req,
+                        job_id=job_id,
+                        entry_node=self.node.node_id,
+                        seed=seed,
+                        attempts=attempts,
+                        movable=redirects_allowed,
                     )
-                except (EngineError, Withdrawn) as exc:
+                except Withdrawn as exc:
+                    excluded.add(self.node.node_id)
+                    prefer, redirects_allowed = exc.to, False
+                    attempts -= 1  # moving to an idle peer is not a failure
+                    continue
+                except EngineError as exc:
                     failures.append({"node": self.node.node_id, "reason": str(exc)})
                     excluded.add(self.node.node_id)
                     continue
@@ -240,7 +275,7 @@ class ImageRouter:
         if client is None:
             raise PeerUnreachable(view.node_id, "left the mesh")
         work = ImageWork(req.model, req.width, req.height, req.steps, job_id)
-        self.sent[job_id] = sent_record(view, work, sent=self.sent.values(), now=time.time())
+        self.sent[job_id] = sent_record(view, work, sent=self._pending(), now=time.time())
         headers = {"Content-Type": "application/json", H_FORWARDED: "1", H_JOB: job_id}
         if redirectable:
             headers[H_REDIRECTABLE] = "1"
@@ -256,6 +291,36 @@ class ImageRouter:
         if response.status_code == 200 and response.headers.get("content-type", "").startswith("image/png"):
             return ImageResult.from_response(response.content, response.headers, view.node_id, attempts)
         raise refusal(view.node_id, response)
+
+    # -- work stealing -------------------------------------------------------------------------------------------
+    async def steal_loop(self) -> None:
+        """When this peer runs dry, ask the most loaded peer for a queued job (late binding).
+
+        The victim decides (`ImageService.give_away`) and answers its waiting request "busy, try <us>", so the
+        entry peer, which still owns the client's connection, sends the job here.
+        """
+        while True:
+            await asyncio.sleep(STEAL_INTERVAL_S)
+            if self.node.leaving or not self.service.enabled or self.service.queue.depth:
+                continue
+            me = self.service.view()
+            victim = steal_target(me, [v for v in self.views() if not v.is_self], rng=self.rng)
+            client = self.node.client_for(victim) if victim else None
+            if client is None:
+                continue
+            try:
+                response = await client.post(
+                    "/mesh/steal-image",
+                    content=json.dumps({"image": self.service.state()}).encode(),
+                    headers={"Content-Type": "application/json"},
+                    timeout=2.0,
+                )
+            except PeerUnreachable as exc:
+                self.node.table.contact_failed(exc.node_id, now=time.time(), reason=exc.reason)
+                continue
+            if response.status_code == 200 and response.json().get("job_id"):
+                logger.info("took job %s from %s", response.json()["job_id"], victim)
+                await asyncio.sleep(1.0)  # let the job arrive before asking again
 
     def _all_failed(self, req: ImageRequest, failures: list[dict[str, str]]) -> RequestError:
         if not failures:

@@ -10,13 +10,14 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import hfcache, image_models
 from .engines.base import ImageEngine, ImageJob, ImageOutput
 from .gpu_queue import GpuQueue, QueuedJob
-from .scheduling import ImageWork, PeerView, load_seconds, run_seconds
+from .scheduling import Handover, ImageWork, PeerView, load_seconds, run_seconds, steal_pick
 from .settings import SettingsStore
 from .speed import SpeedBook
 
@@ -50,6 +51,7 @@ class ImageService:
         self.queue = GpuQueue(slots=slots, on_change=self._changed)
         self._cached: set[str] = set()
         self._cached_at = -CACHE_RESCAN_S
+        self.pinned: set[str] = set()  # queued jobs that already moved once and must stay
 
     def _changed(self) -> None:
         self._on_change()
@@ -92,10 +94,17 @@ class ImageService:
             "speed": {
                 "ms_per_mp_step": {m: round(v, 1) for m, v in self.speed.ms.items()},
                 "prior_ms_per_mp_step": {m: round(self.speed.prior_ms_per_mp_step(m), 1) for m in names},
-                "load_s": {m: round(v, 2) for m, v in self.speed.load.items()},
+                "load_s": self._load_seconds(names),
                 "factor": self.speed.factor,
             },
         }
+
+    def _load_seconds(self, names: list[str]) -> dict[str, float]:
+        """Measured loads for a resident engine. The command line loads on every run, inside its measured
+        speed, so it advertises no separate load (else every job would pay the load twice)."""
+        if not getattr(self.engine, "resident", True):
+            return {m: 0.0 for m in names}
+        return {m: round(v, 2) for m, v in self.speed.load.items()}
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -109,20 +118,48 @@ class ImageService:
         return view_from_state(self.node_id, "up", {"image": self.state()}, is_self=True, now=time.time())
 
     # -- doing the work ---------------------------------------------------------------------------------------
-    async def run(self, job: ImageJob, *, entry_node: str) -> tuple[ImageOutput, int]:
-        """Queue, then generate. Returns the output and the milliseconds spent waiting in the queue."""
+    async def run(self, job: ImageJob, *, entry_node: str, movable: bool = True) -> tuple[ImageOutput, int]:
+        """Queue, then generate. Returns the output and the milliseconds spent waiting in the queue.
+
+        While it waits, an idle peer may steal a `movable` job (`give_away`): then `Withdrawn` is raised here
+        and the caller sends the job on. A job that moved once is not movable, so it cannot bounce.
+        """
         work = ImageWork(job.model, job.width, job.height, job.steps, job.job_id)
         me = self.view()
         estimate = run_seconds(me, work) + (0.0 if job.model in me.loaded else load_seconds(me, job.model))
         queued = QueuedJob(job.job_id, job.model, job.width, job.height, job.steps, entry_node, estimate)
-        async with self.queue.slot(queued) as waited_s:
-            output = await self.engine.generate(job)
+        if not movable:
+            self.pinned.add(job.job_id)
+        try:
+            async with self.queue.slot(queued) as waited_s:
+                output = await self.engine.generate(job)
+        finally:
+            self.pinned.discard(job.job_id)
         self.speed.record_run(job.model, work.megapixel_steps(), output.generation_ms)
         if output.load_ms:
             self.speed.record_load(job.model, output.load_ms / 1000)
         self._save_speed()
         self._changed()
         return output, int(waited_s * 1000)
+
+    def give_away(self, thief_id: str, thief_image_state: dict[str, Any]) -> Handover | None:
+        """An idle peer asks for work: hand over the queued job that gains most by moving, if one clearly does."""
+        now = time.time()
+        here = self.view()
+        thief = replace(
+            view_from_state(thief_id, "up", {"image": thief_image_state}, is_self=False, now=now),
+            transfer_s=TRANSFER_BASE_S,
+        )
+        waiting = self.queue.waiting
+        queue = [ImageWork(j.model, j.width, j.height, j.steps, j.job_id) for j in waiting]
+        running_left = sum(
+            max(0.0, j.estimate_s - (now - (j.started_at or now))) for j in self.queue.running.values()
+        ) / max(1, self.queue.slots)
+        handover = steal_pick(here, queue, thief, running_left_s=running_left, pinned=frozenset(self.pinned))
+        if handover is None or not self.queue.withdraw(handover.job_id, to=thief_id):
+            return None
+        logger.info("job %s handed to idle %s: %s", handover.job_id, thief_id, handover.reason)
+        return handover
 
     def _save_speed(self) -> None:
         try:
@@ -140,12 +177,12 @@ class ImageService:
         await self.engine.aclose()
 
 
-def load_speed(path: Path, chip: str) -> SpeedBook:
+def load_speed(path: Path, chip: str, gpu_cores: int | None = None) -> SpeedBook:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         data = None
-    return SpeedBook.from_dict(data, chip=chip)
+    return SpeedBook.from_dict(data, chip=chip, gpu_cores=gpu_cores)
 
 
 def _job_doc(job: QueuedJob) -> dict[str, Any]:
@@ -198,7 +235,7 @@ def view_from_state(node_id: str, status: str, state: dict[str, Any], *, is_self
         ms_per_mp_step=dict(speed.get("ms_per_mp_step") or {}),
         prior_ms_per_mp_step=dict(speed.get("prior_ms_per_mp_step") or {}),
         load_s=dict(speed.get("load_s") or {}),
-        backlog_s=backlog / slots,
+        backlog_s=backlog,  # scheduling divides by slots
         job_ids=frozenset(job_ids),
         slots=slots,
         transfer_s=0.0 if is_self else TRANSFER_BASE_S,

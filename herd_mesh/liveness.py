@@ -48,6 +48,8 @@ class Liveness:
                     pass
 
     async def probe_all(self) -> None:
+        if self.node.leaving:
+            return
         table = self.node.table
         jobs = [self.probe_peer(p.node_id) for p in table.all()]
         jobs += [self.probe_static(url) for url in table.pending_static_urls()]
@@ -58,12 +60,13 @@ class Liveness:
         client = self.node.client_for(node_id)
         if client is None:
             return
+        sent_at = time.time()  # a timeout is known late; the peer was already silent when we asked
         try:
             ping = await client.ping()
         except PeerError as exc:
             was = self.node.table.get(node_id)
             before = was.status if was else None
-            self.node.table.contact_failed(node_id, now=time.time(), reason=exc.reason)
+            self.node.table.contact_failed(node_id, now=sent_at, reason=exc.reason)
             after = self.node.table.get(node_id)
             if after is not None and before != after.status:
                 logger.info("peer %s is %s: %s", node_id, after.status, exc.reason)

@@ -49,6 +49,26 @@ def chip_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+@functools.cache
+def gpu_cores() -> int | None:
+    """Apple Silicon GPU cores (an M3 Max has 30 or 40): the speed prior depends on it."""
+    if platform.system() != "Darwin":
+        return None
+    try:
+        out = subprocess.run(
+            ["ioreg", "-rc", "AGXAccelerator", "-d", "1"], capture_output=True, text=True, timeout=3
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        if '"gpu-core-count"' in line:
+            try:
+                return int(line.rsplit("=", 1)[1].strip())
+            except ValueError:
+                return None
+    return None
+
+
 def memory_pressure() -> str:
     """macOS reports a pressure level; Linux has PSI (share of time stalled on memory in the last 10 s)."""
     if platform.system() == "Darwin":

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from . import __version__, metrics, txt
@@ -22,6 +22,7 @@ from .peer_client import H_BOOT, H_MESH, H_NODE, H_URL, Identity, PeerClient
 from .peers import PeerTable
 from .records import Records
 from .settings import SettingsStore
+from .settings_sync import SettingsSync
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Node:
         self.table = PeerTable(config.node_id, config.peers)
         self.static_errors: dict[str, str] = {}
         self.services: dict[str, Service] = {}
+        self.background: list[Callable[[], Awaitable[None]]] = []  # loops services run while the peer is up
         self.metrics = metrics.sample()
         self.state_version = 0
         self._structural_key = ""
@@ -66,6 +68,7 @@ class Node:
         self.discovery: Discovery | None = None
         self.leaving = False
         self.settings: SettingsStore = SettingsStore(config.data_dir / "settings.json", config.node_id)
+        self.settings_sync = SettingsSync(self)
         self.records: Records | None = None
         self.rebuild_state()
 
@@ -133,6 +136,7 @@ class Node:
                 "memory_pressure": self.metrics.memory_pressure,
             },
             "leaving": self.leaving,
+            "settings": self.settings.digest(),  # a peer whose digest differs exchanges settings with us
         }
 
     async def _maintain_state(self) -> None:
@@ -179,7 +183,7 @@ class Node:
 
     async def on_ping(self, node_id: str, url: str, ping: Mapping[str, Any]) -> None:
         if ping.get("leaving"):
-            self.table.goodbye(node_id, now=time.time())
+            self.table.goodbye(node_id, now=time.time(), boot_id=str(ping.get("boot_id", "")))
             return
         before = self.table.get(node_id)
         was_up = before is not None and before.status == "up"
@@ -191,6 +195,7 @@ class Node:
         )
         if not was_up:
             logger.info("peer %s is up at %s", node_id, url)
+        self.settings_sync.on_ping(node_id, ping)
         if need_state:
             client = self.client_for(node_id)
             if client is None:
@@ -255,6 +260,10 @@ class Node:
         return {"self": self.node_id, "mesh": self.config.mesh, "peers": peers}
 
     # -- lifecycle --------------------------------------------------------------------------------------------
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run `coro` in the background; it is cancelled when the peer stops."""
+        return self._spawn(coro)
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.append(task)
@@ -267,7 +276,9 @@ class Node:
         self.metrics = metrics.sample()
         self.rebuild_state()
         self._spawn(self._maintain_state())
-        self._spawn(self.liveness.run())
+        self._liveness_task = self._spawn(self.liveness.run())
+        for loop in self.background:
+            self._spawn(loop())
         if self.config.mdns:
             self.discovery = Discovery(
                 mesh=self.config.mesh,
@@ -301,6 +312,10 @@ class Node:
             return
         self.leaving = True
         logger.info("leaving the mesh")
+        # no probe may reach a peer after our leave notice: it would list us again
+        if getattr(self, "_liveness_task", None) is not None:
+            self._liveness_task.cancel()
+            await asyncio.gather(self._liveness_task, return_exceptions=True)
         notices = [c.leave() for c in list(self._clients.values())]
         if self.discovery is not None:
             notices.append(self.discovery.stop())

@@ -60,6 +60,7 @@ class PeerTable:
         self.self_id = self_id
         self._peers: dict[str, Peer] = {}
         self.static_urls: set[str] = set(static_urls)
+        self._departed: dict[str, str] = {}  # node id -> boot id of a process that said goodbye
 
     # -- reading ----------------------------------------------------------------------------------------------
     def get(self, node_id: str) -> Peer | None:
@@ -90,6 +91,9 @@ class PeerTable:
         """Seen over mDNS, named by a static URL, or it called us. Returns the entry (None for ourselves)."""
         if node_id == self.self_id:
             return None
+        if boot_id and self._departed.get(node_id) == boot_id:
+            return None  # a late message from a process that already left: never bring it back as a ghost
+        self._departed.pop(node_id, None)
         peer = self._peers.get(node_id)
         if peer is None:
             peer = Peer(node_id=node_id, url=url, boot_id=boot_id, summary=summary)
@@ -141,9 +145,11 @@ class PeerTable:
             peer.state_version = version
             peer.capabilities = capabilities
 
-    def goodbye(self, node_id: str, *, now: float) -> None:
-        """The peer said it is leaving (mDNS goodbye or HTTP leave)."""
+    def goodbye(self, node_id: str, *, now: float, boot_id: str = "") -> None:
+        """The peer said it is leaving (mDNS goodbye or HTTP leave). That process is never re-added."""
         peer = self._peers.get(node_id)
+        if boot_id or (peer is not None and peer.boot_id):
+            self._departed[node_id] = boot_id or (peer.boot_id if peer else "")
         if peer is None:
             return
         if peer.static:

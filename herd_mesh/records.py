@@ -81,16 +81,40 @@ class Records:
         with self._lock:
             return self._db.execute("DELETE FROM requests WHERE ts < ?", (older_than,)).rowcount
 
-    def rows(self, *, since: float, kind: str | None = None) -> list[dict[str, Any]]:
-        query = "SELECT * FROM requests WHERE ts >= ?" + (" AND kind = ?" if kind else "") + " ORDER BY ts"
+    def rows(self, *, since: float, kind: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Rows since `since`, oldest first; with `limit`, only the newest `limit` of them."""
+        query = "SELECT * FROM requests WHERE ts >= ?" + (" AND kind = ?" if kind else "")
         params: tuple[Any, ...] = (since, kind) if kind else (since,)
+        if limit is not None:
+            query += " ORDER BY ts DESC, id DESC LIMIT ?"
+            params += (limit,)
+        else:
+            query += " ORDER BY ts"
         with self._lock:
             cursor = self._db.execute(query, params)
             names = [c[0] for c in cursor.description]
             out = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        if limit is not None:
+            out.reverse()
         for row in out:
             row["tags"] = json.loads(row["tags"] or "[]")
         return out
+
+
+SHARED_COLUMNS = (
+    "ts", "kind", "model", "width", "height", "steps", "node", "entry_node",
+    "queue_ms", "generation_ms", "status", "error", "tags", "prompt", "job_id",
+)  # fmt: skip  # what a peer hands another for mesh-wide statistics: every column but the local row id
+
+
+def shared_rows(records: Records | None, *, since: float, kind: str | None = None, limit: int) -> dict[str, Any]:
+    """This peer's own rows for another peer to merge: the newest `limit`, oldest first, and whether cut."""
+    if records is None:
+        return {"rows": [], "truncated": False}
+    rows = records.rows(since=since, kind=kind, limit=limit + 1)
+    truncated = len(rows) > limit
+    kept = rows[1:] if truncated else rows
+    return {"rows": [{k: row.get(k) for k in SHARED_COLUMNS} for row in kept], "truncated": truncated}
 
 
 def summarize(rows: list[dict[str, Any]], *, recent: int = 20) -> dict[str, Any]:
@@ -141,7 +165,7 @@ def summarize(rows: list[dict[str, Any]], *, recent: int = 20) -> dict[str, Any]
                 "job_id",
             )
         }
-        for row in rows[-recent:][::-1]
+        for row in (rows[-recent:][::-1] if recent > 0 else [])
     ]
     return {
         **block(rows),

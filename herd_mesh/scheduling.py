@@ -61,7 +61,7 @@ class PeerView:
     load_s: Mapping[str, float] = field(default_factory=dict)  # measured load seconds per model
     prior_load_s: float = 15.0  # seconds, when no load was measured
     download_s: float = 900.0  # seconds to fetch weights that are not cached
-    backlog_s: float = 0.0  # advertised seconds of image work remaining there (running remainder + queued)
+    backlog_s: float = 0.0  # advertised seconds of image work there, all slots together (running rest + queued)
     job_ids: frozenset[str] = frozenset()  # ids of jobs it advertised as running/queued
     slots: int = 1
     transfer_s: float = 0.0  # request + PNG over the network (0 for self)
@@ -167,7 +167,9 @@ def sent_record(peer: PeerView, work: ImageWork, *, sent: Iterable[Sent] = (), n
     return Sent(work.job_id, peer.node_id, seconds, now, work.model)
 
 
-def prune_sent(sent: Iterable[Sent], peers: Iterable[PeerView], *, now: float, ttl_s: float | None = None) -> list[Sent]:
+def prune_sent(
+    sent: Iterable[Sent], peers: Iterable[PeerView], *, now: float, ttl_s: float | None = None
+) -> list[Sent]:
     """Drop what needs no more counting: jobs some advertisement lists (its backlog has them now) and records
     older than `ttl_s` (default `SENT_TTL_S`), which also clears "try X" hints whose answer never comes here."""
     ttl = SENT_TTL_S if ttl_s is None else ttl_s
@@ -306,7 +308,7 @@ def steal_pick(
     """
     finishes = queue_finish_s(here, queue, running_left_s)
     best: Handover | None = None
-    for index, (work, here_s) in enumerate(zip(queue, finishes)):
+    for index, (work, here_s) in enumerate(zip(queue, finishes, strict=True)):
         if work.job_id in pinned or not can_serve(thief, work.model):
             continue
         there_s = expected_completion_s(thief, work)

@@ -6,6 +6,7 @@ changing different keys at once both keep their change.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -69,6 +70,7 @@ def validate_changes(body: Any) -> dict[str, Any]:
     return changes
 
 
+CLOCK_STEP_S = 0.001  # how far past the entry it replaces a local change is stamped when clocks disagree
 Stamp = tuple[float, str]  # (time of the change, node that made it): later wins, node id breaks ties
 
 
@@ -128,10 +130,16 @@ class SettingsStore:
         return {key: self.get(key) for key in SCHEMA}
 
     def update(self, changes: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
-        """Apply validated changes made here; returns the resulting settings."""
+        """Apply validated changes made here; returns the resulting settings.
+
+        A change made here always supersedes what this peer has seen, even an entry stamped by a peer whose
+        clock runs ahead: its stamp is moved just past that entry's, so the merge cannot undo it.
+        """
         stamp = time.time() if now is None else now
         for key, value in changes.items():
-            self.entries[key] = {"value": value, "ts": stamp, "by": self.node_id}
+            current = self.entries.get(key)
+            ts = max(stamp, float(current["ts"]) + CLOCK_STEP_S) if current is not None else stamp
+            self.entries[key] = {"value": value, "ts": ts, "by": self.node_id}
         self._save()
         return self.values()
 
@@ -143,6 +151,16 @@ class SettingsStore:
         return changed
 
     def digest(self) -> str:
-        """Cheap fingerprint peers compare to see whether they need to exchange settings."""
-        latest = max((float(e.get("ts", 0.0)) for e in self.entries.values()), default=0.0)
-        return f"{len(self.entries)}:{latest:.6f}"
+        """Fingerprint peers compare in every probe answer to see whether they need to exchange settings.
+
+        A hash of every entry: two peers that changed different keys at the same instant still differ.
+        """
+        return digest(self.entries)
+
+
+def digest(entries: Mapping[str, dict[str, Any]]) -> str:
+    """The same entries give the same digest on every peer (keys sorted, floats as JSON writes them)."""
+    if not entries:
+        return "0"
+    canonical = json.dumps(entries, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

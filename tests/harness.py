@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,12 +25,26 @@ from tests.standins.install import install_mflux_standin
 
 T = TypeVar("T")
 PORT = 11435
-_addresses = itertools.count(10)  # 127.0.0.10 upwards: a fresh address per peer keeps tests apart
+# A fresh 127.0.0.x address per peer keeps tests apart; the start is spread by pid so that two test or benchmark
+# runs on one machine rarely meet, and an address whose port is taken is skipped.
+_addresses = itertools.count(os.getpid() % 200)
+
+
+def _port_free(host: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, PORT))
+        except OSError:
+            return False
+    return True
 
 
 def next_address() -> str:
-    n = next(_addresses)
-    return f"127.0.{n // 250}.{n % 250 + 2}" if n >= 250 else f"127.0.0.{n}"
+    while True:
+        host = f"127.0.0.{next(_addresses) % 240 + 10}"
+        if _port_free(host):
+            return host
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "condition") -> T:
@@ -164,8 +179,11 @@ class Mesh:
         env: dict[str, str] | None = None,
         start: bool = True,
         wait: bool = True,
+        ollama_url: str | None = None,
     ) -> Peer:
+        """Start a peer; `ollama_url` points it at an Ollama (or the stand-in) instead of the default."""
         data_dir = self.base_dir / node_id
+        args = [*(args or []), *(["--ollama-url", ollama_url] if ollama_url else [])]
         peer = Peer(
             node_id=node_id,
             host=host or next_address(),
@@ -184,7 +202,13 @@ class Mesh:
         ids = {p.node_id for p in live}
 
         def converged() -> bool:
-            return all({k for k, v in p.statuses().items() if v == "up"} >= ids for p in live)
+            """Every peer lists the others up and has fetched their state (what routing needs)."""
+            for peer in live:
+                doc = peer.get("/mesh/peers", timeout=2).json()
+                ready = {p["node_id"] for p in doc["peers"] if p["status"] == "up" and p["capabilities"].get("image")}
+                if not ready >= ids:
+                    return False
+            return True
 
         wait_until(converged, timeout, what=f"peers {sorted(ids)} to list each other up")
 

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -43,6 +44,8 @@ def test_sigterm_leaves_every_list(mesh: Mesh) -> None:
     assert "Application shutdown complete" in c.log_tail()
     for peer in (a, b):
         wait_until(lambda p=peer: "charlie" not in p.statuses(), 5, what="charlie to leave the list")
+    time.sleep(3)  # a late probe from the leaving process must not bring it back as a ghost
+    assert "charlie" not in a.statuses() and "charlie" not in b.statuses()
 
 
 def test_sigkill_is_noticed_without_a_goodbye(mesh: Mesh) -> None:

@@ -223,3 +223,15 @@ def test_to_dict_reports_status_and_last_error() -> None:
     assert d["status"] == "suspect"
     assert d["last_error"] == "refused"
     assert d["url"] == URL
+
+
+def test_a_process_that_said_goodbye_is_never_listed_again() -> None:
+    """A probe the leaving peer sent just after its leave notice must not bring it back as a ghost."""
+    table = PeerTable("me")
+    table.discovered("mini", "http://10.0.0.2:11435", now=0.0, boot_id="boot-1")
+    table.contact_ok("mini", now=0.1, boot_id="boot-1")
+    table.goodbye("mini", now=1.0)
+    assert table.discovered("mini", "http://10.0.0.2:11435", now=1.1, boot_id="boot-1") is None
+    assert table.get("mini") is None
+    restarted = table.discovered("mini", "http://10.0.0.2:11435", now=5.0, boot_id="boot-2")
+    assert restarted is not None and table.get("mini") is not None

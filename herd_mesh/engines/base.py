@@ -36,6 +36,7 @@ class ImageEngine(Protocol):
     """
 
     name: str
+    resident: bool  # keeps models loaded between jobs; if False, each job's load is inside its run time
 
     def installed_models(self) -> set[str]: ...
 

@@ -66,10 +66,16 @@ def build_argv(executable: str, model: ImageModel, job: ImageJob, output: Path) 
 
 class MfluxCliEngine:
     name = "mflux-cli"
+    resident = False  # a process per image: the load is part of every run, measured with it
 
-    def __init__(self, *, timeout_s: float = DEFAULT_TIMEOUT_S, path: str | None = None) -> None:
+    def __init__(
+        self, *, timeout_s: float = DEFAULT_TIMEOUT_S, path: str | None = None, pid_dir: Path | None = None
+    ) -> None:
         self.timeout_s = timeout_s
         self._path = path
+        self._pid_dir = pid_dir  # one file per running job, so a restarted peer can reap what a crash left
+        if pid_dir is not None:
+            reap_orphans(pid_dir)
         self._found: dict[str, str] = {}
         self._scanned_at = -RESCAN_INTERVAL_S
         self.progress: tuple[int, int] | None = None  # (step, steps) of the running job, from stderr
@@ -119,6 +125,7 @@ class MfluxCliEngine:
             shutil.rmtree(workdir, ignore_errors=True)
             raise EngineError(f"cannot start {argv[0]}: {exc}") from exc
         logger.debug("started %s (pid %d) for job %s", Path(executable).name, proc.pid, job.job_id)
+        pid_file = self._record_pid(proc.pid)
         try:
             readers = asyncio.gather(self._read_stderr(proc, tail), self._drain(proc.stdout))
             try:
@@ -148,6 +155,20 @@ class MfluxCliEngine:
             if proc.returncode is None:
                 await _kill_group(proc)
             shutil.rmtree(workdir, ignore_errors=True)
+            if pid_file is not None:
+                pid_file.unlink(missing_ok=True)
+
+    def _record_pid(self, pid: int) -> Path | None:
+        if self._pid_dir is None:
+            return None
+        try:
+            self._pid_dir.mkdir(parents=True, exist_ok=True)
+            path = self._pid_dir / f"{pid}.pid"
+            path.write_text(str(pid))
+            return path
+        except OSError as exc:
+            logger.warning("cannot record mflux pid in %s: %s", self._pid_dir, exc)
+            return None
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process, tail: collections.deque[str]) -> None:
         """tqdm redraws with carriage returns: split on both, keep the last lines and the step count."""
@@ -177,6 +198,27 @@ class MfluxCliEngine:
 
     async def aclose(self) -> None:
         return None
+
+
+def reap_orphans(pid_dir: Path) -> int:
+    """Kill mflux process groups that a previous run of this peer left behind (it was SIGKILLed mid-job).
+
+    A pid is only killed when its command line still names mflux, so a recycled pid is never touched.
+    """
+    import psutil
+
+    killed = 0
+    for path in pid_dir.glob("*.pid") if pid_dir.is_dir() else ():
+        try:
+            pid = int(path.read_text().strip())
+            if any("mflux" in part for part in psutil.Process(pid).cmdline()):
+                os.killpg(pid, signal.SIGKILL)
+                killed += 1
+                logger.warning("killed mflux process group %d left over from a previous run", pid)
+        except (ValueError, OSError, psutil.Error):
+            pass
+        path.unlink(missing_ok=True)
+    return killed
 
 
 def _find_image(workdir: Path, expected: Path) -> Path | None:

@@ -233,6 +233,7 @@ class ResidentMfluxEngine:
     """
 
     name = "mflux-resident"
+    resident = True
 
     def __init__(
         self,
@@ -273,6 +274,20 @@ class ResidentMfluxEngine:
 
     def installed_models(self) -> set[str]:
         return set(self._models)
+
+    @property
+    def keep_alive_s(self) -> float:
+        return self._keep_alive_s
+
+    @keep_alive_s.setter
+    def keep_alive_s(self, seconds: float) -> None:
+        """A changed `image_keep_alive_s` setting applies at once: an idle worker's timer is re-armed."""
+        if math.isnan(seconds) or seconds < 0:
+            raise ConfigError(f"keep_alive_s must be >= 0 seconds, got {seconds}")
+        self._keep_alive_s = float(seconds)
+        if self._idle_handle is not None:
+            self._disarm_idle()
+            self._arm_idle()
 
     def loaded_models(self) -> set[str]:
         return {self._loaded} if self._loaded is not None else set()

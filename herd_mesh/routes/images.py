@@ -109,12 +109,23 @@ async def image_models_list(request: Request) -> Response:
     return JSONResponse({"models": out, "install": "uv tool install mflux"})
 
 
-async def _not_json(request: Request) -> Response:
-    raise RequestError("send a JSON body with Content-Type: application/json")
+async def steal(request: Request) -> Response:
+    """An idle peer asks for a queued job; we answer with the one we handed over, if any."""
+    node: Node = request.app.state.node
+    node.heard_from(request.headers)
+    thief = request.headers.get(H_NODE)
+    body = await json_body(request)
+    if not thief or node.table.get(thief) is None or not isinstance(body.get("image"), dict):
+        raise RequestError("steal requests come from a known peer with its 'image' state")
+    handover = _router(request).service.give_away(thief, body["image"])
+    if handover is None:
+        return JSONResponse({"job_id": None})
+    return JSONResponse({"job_id": handover.job_id, "reason": handover.reason})
 
 
 routes = [
     Route("/api/generate-image", generate_image, methods=["POST"]),
     Route("/v1/images/generations", openai_generations, methods=["POST"]),
     Route("/api/image-models", image_models_list, methods=["GET"]),
+    Route("/mesh/steal-image", steal, methods=["POST"]),
 ]

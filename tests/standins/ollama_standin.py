@@ -780,7 +780,7 @@ def main(argv: list[str] | None = None) -> int:
         args.models, args.loaded, args.node, args.chunk_delay, args.fail_status, load_delay=args.load_delay
     )
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     sock.listen(128)
