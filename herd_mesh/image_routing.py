@@ -357,7 +357,8 @@ class ImageRouter:
 def _disabled_error(attempts: list[dict[str, str]] | None = None) -> RequestError:
     return RequestError(
         "image generation is switched off; turn it on with: "
-        "curl -X POST http://localhost:11435/dashboard/api/settings -H 'Content-Type: application/json' -d '{\"image_generation\": true}'",
+        "curl -X POST http://localhost:11435/dashboard/api/settings "
+        "-H 'Content-Type: application/json' -d '{\"image_generation\": true}'",
         503,
         attempts=attempts or [],
     )

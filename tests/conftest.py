@@ -39,9 +39,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture
-def mesh(request: pytest.FixtureRequest, tmp_path: Path, multicast: None) -> Iterator[Mesh]:
-    m = Mesh(tmp_path)
+def _mesh(request: pytest.FixtureRequest, base: Path) -> Iterator[Mesh]:
+    """A mesh whose peers are all stopped afterwards; their logs are printed when the test failed."""
+    m = Mesh(base)
     try:
         yield m
     finally:
@@ -49,16 +49,14 @@ def mesh(request: pytest.FixtureRequest, tmp_path: Path, multicast: None) -> Ite
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             print(m.logs())
+
+
+@pytest.fixture
+def mesh(request: pytest.FixtureRequest, tmp_path: Path, multicast: None) -> Iterator[Mesh]:
+    yield from _mesh(request, tmp_path)
 
 
 @pytest.fixture
 def static_mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mesh]:
     """Peers that use only --peer (no multicast needed)."""
-    m = Mesh(tmp_path)
-    try:
-        yield m
-    finally:
-        m.close()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print(m.logs())
+    yield from _mesh(request, tmp_path)
