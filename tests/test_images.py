@@ -254,3 +254,17 @@ def test_records_with_tags_and_health(mesh: Mesh, tmp_path: Path) -> None:
     health = a.get("/dashboard/api/health").json()
     assert health["peers"]["up"] == 1 and health["nodes"][0]["node_id"] == "alpha"
     assert isinstance(health["recommendations"], list)
+
+
+def test_killing_a_machine_mid_burst_loses_no_request(mesh: Mesh) -> None:
+    peers = [mesh.add(n, ms_per_mp_step=1500) for n in ("alpha", "bravo", "charlie")]
+    mesh.wait_all_see_each_other()
+    with ThreadPoolExecutor(9) as pool:
+        futures = [pool.submit(generate, peers[i % 2], {**SMALL, "seed": i}) for i in range(9)]  # entries: a, b
+        wait_until(lambda: peers[2].get("/mesh/state").json()["image"]["queue"]["running"], 10, what="charlie busy")
+        peers[2].kill()
+        responses = [f.result(timeout=120) for f in futures]
+    assert [r.status_code for r in responses] == [200] * 9, [r.text for r in responses if r.status_code != 200]
+    assert all(png_size(r.content) == (512, 512) for r in responses)
+    nodes = {r.headers["X-Fleet-Node"] for r in responses}
+    assert nodes <= {"alpha", "bravo"} and any(int(r.headers["X-Fleet-Attempts"]) > 1 for r in responses)
