@@ -138,6 +138,8 @@ class ImageRouter:
             raise RequestError(
                 f"{self.node.node_id} handed the queued job to idle {exc.to}", 503, reason="busy", redirect_to=exc.to
             ) from exc
+        except EngineError as exc:
+            raise RequestError(f"{self.node.node_id}: {exc}", 502, reason="engine-failed") from exc
 
     def _pending(self) -> list[Sent]:
         """Jobs sent on (forwarded, or redirected a moment ago) that their target may not advertise yet."""

@@ -17,15 +17,17 @@ from typing import Any, Protocol
 from . import __version__, metrics, txt
 from .config import Config
 from .discovery import Discovery
+from .errors import PeerError
 from .liveness import Liveness
 from .peer_client import H_BOOT, H_MESH, H_NODE, H_URL, Identity, PeerClient
-from .peers import PeerTable
+from .peers import PeerTable, valid_node_id, valid_peer_url
 from .records import Records
 from .settings import SettingsStore
 from .settings_sync import SettingsSync
 
 logger = logging.getLogger(__name__)
 
+MAX_PENDING_CLAIMS = 32  # unverified "I am peer X at URL" claims checked at once; more are dropped
 METRICS_INTERVAL_S = 1.0  # how often CPU and memory are sampled and the state document rebuilt
 
 
@@ -67,6 +69,7 @@ class Node:
         self.liveness = Liveness(self)
         self.discovery: Discovery | None = None
         self.leaving = False
+        self._verifying: set[tuple[str, str]] = set()  # (node id, url) claims being checked
         self.settings: SettingsStore = SettingsStore(config.data_dir / "settings.json", config.node_id)
         self.settings_sync = SettingsSync(self)
         self.records: Records | None = None
@@ -211,15 +214,60 @@ class Node:
             peer.capabilities.setdefault("system", {}).update(ping["system"])
 
     def heard_from(self, headers: Mapping[str, str]) -> None:
-        """Another peer called us: learn about it even if mDNS is blocked and it is not in our static list."""
-        node_id = headers.get(H_NODE)
-        url = headers.get(H_URL)
+        """Another peer called us: learn about it even if mDNS is blocked and it is not in our static list.
+
+        Headers are only a claim (anyone can send them), so a new peer, a new address or a new boot id is
+        believed only once that address answers a ping as that peer (`_verify_claim`).
+        """
+        node_id = headers.get(H_NODE, "")
+        url = headers.get(H_URL, "")
         if not node_id or not url or node_id == self.node_id or headers.get(H_MESH) != self.config.mesh:
             return
         known = self.table.get(node_id)
-        if known is None or known.url != url or (headers.get(H_BOOT) and known.boot_id != headers.get(H_BOOT)):
-            self.table.discovered(node_id, url, now=time.time(), boot_id=headers.get(H_BOOT, ""))
-            self.liveness.poke()
+        boot = headers.get(H_BOOT, "")
+        if known is not None and known.url == url and (not boot or known.boot_id == boot):
+            return
+        if not valid_node_id(node_id) or not valid_peer_url(url) or (node_id, url) in self._verifying:
+            return
+        if len(self._verifying) >= MAX_PENDING_CLAIMS or self.leaving:
+            return
+        self._verifying.add((node_id, url))
+        self._spawn(self._verify_claim(node_id, url))
+
+    async def _verify_claim(self, node_id: str, url: str) -> None:
+        try:
+            client = self.client_for_url(url)
+            try:
+                ping = await client.ping()
+            except PeerError as exc:
+                logger.debug("claim of %s at %s not confirmed: %s", node_id, url, exc.reason)
+                if url not in self.table.static_urls:
+                    await self._url_clients.pop(url, client).aclose()
+                return
+            if ping.get("node_id") != node_id or ping.get("mesh") != self.config.mesh or self.leaving:
+                logger.warning("ignoring a call that claimed to be %s at %s: that address is %s", node_id, url,
+                               ping.get("node_id"))  # fmt: skip
+                return
+            self.table.discovered(node_id, url, now=time.time(), boot_id=str(ping.get("boot_id", "")))
+            await self.on_ping(node_id, url, ping)
+        finally:
+            self._verifying.discard((node_id, url))
+
+    async def verify_leave(self, node_id: str) -> None:
+        """A leave notice is a claim too: drop the peer only if it really is going (or already gone)."""
+        peer = self.table.get(node_id)
+        client = self.client_for(node_id)
+        if peer is None or client is None:
+            return
+        try:
+            ping = await client.ping()
+        except PeerError:
+            ping = {"leaving": True, "boot_id": peer.boot_id}
+        if ping.get("leaving") or ping.get("boot_id") != peer.boot_id:
+            self.table.goodbye(node_id, now=time.time(), boot_id=peer.boot_id)
+            logger.info("peer %s left the mesh", node_id)
+        else:
+            logger.warning("ignoring a leave notice for %s: it answers and is not leaving", node_id)
 
     def on_mdns_found(self, summary: txt.Summary, url: str) -> None:
         if self.leaving:

@@ -13,12 +13,37 @@ A newly discovered peer is `suspect` until it answers over HTTP, so a cached gho
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from .txt import Summary
 
 Status = Literal["up", "suspect", "down"]
+
+NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")  # node ids and mesh names
+
+
+def valid_node_id(text: str) -> bool:
+    return bool(NODE_ID_RE.match(text))
+
+
+def valid_peer_url(url: str) -> bool:
+    """http(s)://host[:port] and nothing else: what peers announce, and all a caller may claim to be."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not parts.query
+        and not parts.fragment
+        and (port is None or 1 <= port <= 65535)
+    )
 
 SUSPECT_TO_DOWN_S = 2.0  # seconds of failed contact before a suspect peer is declared down
 FORGET_AFTER_S = 600.0  # seconds a discovered (non-static) peer may stay down before it is dropped

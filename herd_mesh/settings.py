@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,10 +76,30 @@ CLOCK_STEP_S = 0.001  # how far past the entry it replaces a local change is sta
 Stamp = tuple[float, str]  # (time of the change, node that made it): later wins, node id breaks ties
 
 
+MAX_FUTURE_S = 86400.0  # a stamp further ahead than a day is a broken clock or forged: it could lock a setting
+_AUTHOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")  # node ids, as config.py allows them
+
+
+def _stamp(entry: Mapping[str, Any], now: float | None) -> Stamp | None:
+    """The entry's (time, author), or None when it cannot be trusted in a merge."""
+    ts, by = entry.get("ts", 0.0), entry.get("by", "")
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts) or ts < 0:
+        return None
+    if now is not None and ts > now + MAX_FUTURE_S:
+        return None
+    if not isinstance(by, str) or not (by == "" or _AUTHOR_RE.match(by)):
+        return None
+    return float(ts), by
+
+
 def merge(
-    mine: Mapping[str, dict[str, Any]], theirs: Mapping[str, dict[str, Any]]
+    mine: Mapping[str, dict[str, Any]], theirs: Mapping[str, Any], *, now: float | None = None
 ) -> tuple[dict[str, dict[str, Any]], bool]:
-    """Per-key last-writer-wins. Returns the merged entries and whether anything of ours changed."""
+    """Per-key last-writer-wins. Returns the merged entries and whether anything of ours changed.
+
+    Entries with a wrong value, a non-finite or far-future stamp (relative to `now`) or a malformed author are
+    dropped: one bad peer must not be able to wedge or lock a setting for the whole mesh.
+    """
     merged = {k: dict(v) for k, v in mine.items()}
     changed = False
     for key, entry in theirs.items():
@@ -85,8 +107,10 @@ def merge(
             continue
         try:
             validate_changes({key: entry["value"]})
-            stamp: Stamp = (float(entry.get("ts", 0.0)), str(entry.get("by", "")))
-        except (RequestError, TypeError, ValueError):
+        except RequestError:
+            continue
+        stamp = _stamp(entry, now)
+        if stamp is None:
             continue
         current = merged.get(key)
         if current is None or stamp > (float(current.get("ts", 0.0)), str(current.get("by", ""))):
@@ -112,7 +136,7 @@ class SettingsStore:
             return
         entries = raw.get("entries") if isinstance(raw, dict) else None
         if isinstance(entries, dict):
-            self.entries, _ = merge({}, entries)
+            self.entries, _ = merge({}, entries, now=time.time())
         else:
             logger.warning("ignoring settings file %s: no 'entries' object", self.path)
 
@@ -145,7 +169,7 @@ class SettingsStore:
 
     def absorb(self, entries: Mapping[str, dict[str, Any]]) -> bool:
         """Merge entries from another peer; True when something here changed."""
-        self.entries, changed = merge(self.entries, entries)
+        self.entries, changed = merge(self.entries, entries, now=time.time())
         if changed:
             self._save()
         return changed

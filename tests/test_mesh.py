@@ -166,3 +166,20 @@ def test_unknown_paths_get_json_404(mesh: Mesh, path: str) -> None:
     a = mesh.add("alpha")
     response = a.get(path)
     assert response.status_code == 404 and "error" in response.json()
+
+
+def test_forged_peer_headers_cannot_add_move_or_remove_peers(mesh: Mesh) -> None:
+    """Anyone on the LAN can send X-Herd-* headers; a peer believes them only after checking the address."""
+    a, b = mesh.add("alpha"), mesh.add("bravo")
+    mesh.wait_all_see_each_other()
+    claim = {"X-Herd-Mesh": mesh.name}
+    # a fake peer at an address where nothing answers
+    a.get("/mesh/ping", headers={**claim, "X-Herd-Node": "evil", "X-Herd-Url": "http://127.0.0.1:9"})
+    # bravo "moved" to an address that is not bravo
+    a.get("/mesh/ping", headers={**claim, "X-Herd-Node": "bravo", "X-Herd-Url": "http://127.0.0.1:9"})
+    # a leave notice for bravo, which is alive and not leaving
+    a.post("/mesh/leave", headers={**claim, "X-Herd-Node": "bravo"})
+    time.sleep(1.5)
+    peers = {p["node_id"]: p for p in a.get("/mesh/peers").json()["peers"]}
+    assert set(peers) == {"alpha", "bravo"}
+    assert peers["bravo"]["status"] == "up" and peers["bravo"]["url"] == b.url

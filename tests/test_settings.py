@@ -138,3 +138,21 @@ def test_a_corrupt_file_is_ignored_with_defaults(tmp_path: Path, content: str) -
     assert store.values() == DEFAULTS
     store.update({"llm": False}, now=1.0)  # and the next change replaces it with a good file
     assert json.loads(path.read_text())["entries"]["llm"]["value"] is False
+
+
+def test_forged_stamps_cannot_wedge_or_lock_a_setting() -> None:
+    """NaN, negative, far-future stamps and malformed authors from a peer are dropped, not merged."""
+    now = 1_800_000_000.0
+    mine = {"llm": {"value": True, "ts": now - 10, "by": "alpha"}}
+    for entry in (
+        {"value": False, "ts": float("nan"), "by": "x"},
+        {"value": False, "ts": 1e300, "by": "zzzz"},
+        {"value": False, "ts": now + 2 * 86400, "by": "x"},
+        {"value": False, "ts": -5, "by": "x"},
+        {"value": False, "ts": now, "by": "<img src=x>"},
+        {"value": False, "ts": True, "by": "x"},
+    ):
+        merged, changed = merge(mine, {"llm": entry}, now=now)
+        assert not changed and merged["llm"]["value"] is True, entry
+    merged, changed = merge(mine, {"llm": {"value": False, "ts": now + 60, "by": "bravo"}}, now=now)
+    assert changed and merged["llm"]["value"] is False  # a clock a minute ahead is still believed

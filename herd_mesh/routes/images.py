@@ -117,7 +117,10 @@ async def steal(request: Request) -> Response:
     body = await json_body(request)
     if not thief or node.table.get(thief) is None or not isinstance(body.get("image"), dict):
         raise RequestError("steal requests come from a known peer with its 'image' state")
-    handover = _router(request).service.give_away(thief, body["image"])
+    try:
+        handover = _router(request).service.give_away(thief, body["image"])
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise RequestError(f"the 'image' state sent with the steal request is malformed: {exc}") from exc
     if handover is None:
         return JSONResponse({"job_id": None})
     return JSONResponse({"job_id": handover.job_id, "reason": handover.reason})

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from .. import records
 from ..errors import RequestError
 from ..node import Node
-from ..peer_client import H_BOOT, H_MESH, H_NODE
+from ..peer_client import H_MESH, H_NODE
 from ..stats import KINDS
 from .common import json_body
 
@@ -40,10 +40,11 @@ async def peers(request: Request) -> Response:
 
 
 async def leave(request: Request) -> Response:
+    """A peer says it is going. Checked before acted on: anyone could send these headers."""
     node = _node(request)
     sender = request.headers.get(H_NODE)
-    if sender and request.headers.get(H_MESH) == node.config.mesh:
-        node.table.goodbye(sender, now=time.time(), boot_id=request.headers.get(H_BOOT, ""))
+    if sender and request.headers.get(H_MESH) == node.config.mesh and node.table.get(sender) is not None:
+        await node.verify_leave(sender)
     return JSONResponse({"ok": True})
 
 
@@ -83,7 +84,7 @@ async def records_since(request: Request) -> Response:
     if kind is not None and kind not in KINDS:
         raise RequestError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     raw_limit = request.query_params.get("limit", str(MAX_RECORDS_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_RECORDS_LIMIT:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_RECORDS_LIMIT:
         raise RequestError(f"limit must be an integer from 1 to {MAX_RECORDS_LIMIT}, got {raw_limit!r}")
     answer = await asyncio.to_thread(records.shared_rows, node.records, since=since, kind=kind, limit=int(raw_limit))
     return JSONResponse({"node_id": node.node_id, "since": since, **answer})
