@@ -20,6 +20,8 @@ from .routes import dashboard, mesh
 
 logger = logging.getLogger(__name__)
 
+UPLOAD_PATHS = ("/api/transcribe", "/v1/audio/transcriptions")  # audio uploads; every other body is JSON
+
 
 async def _request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
@@ -59,7 +61,7 @@ def create_app(node: Node, extra_routes: list[BaseRoute] | None = None) -> Starl
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(BodyLimitMiddleware)],
+        middleware=[Middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS)],
         exception_handlers={RequestError: _request_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.node = node

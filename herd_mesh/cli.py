@@ -96,6 +96,11 @@ def run(cfg: Config) -> int:
     from .assemble import build_app  # imported late: keeps `herd --help` fast
 
     try:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        logger.error("cannot create the data directory %s: %s (choose another with --data-dir)", cfg.data_dir, exc)
+        return EXIT_CONFIG
+    try:
         sock = bind_socket(cfg.host, cfg.port)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -107,7 +112,6 @@ def run(cfg: Config) -> int:
             return EXIT_PORT_IN_USE
         logger.error("cannot listen on %s:%d: %s (see --host and --port)", cfg.host, cfg.port, exc)
         return EXIT_PORT_IN_USE
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(cfg)
     server = _Server(
         uvicorn.Config(
@@ -133,17 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ollama_url": args.ollama_url,
         "log_level": args.log_level,
     }
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        cfg = config_mod.resolve(flags, os.environ)
+        cfg = config_mod.resolve(flags, os.environ)  # warns about unknown config.toml keys
     except ConfigError as exc:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
         logger.error("%s", exc)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=getattr(logging, cfg.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.getLogger().setLevel(getattr(logging, cfg.log_level.upper()))
     if cfg.log_level != "debug":
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns everything else
     return run(cfg)

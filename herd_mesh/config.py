@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import socket
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from .errors import ConfigError
+from .peers import valid_node_id
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 11435
@@ -21,7 +23,10 @@ DEFAULT_MESH = "default"
 DEFAULT_DATA_DIR = "~/.herd-mesh"
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+EXTRA_KEYS = ("whisper_model",)  # config.toml keys other modules read from `Config.extra`
+_HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,22 +41,23 @@ class Config:
     mdns: bool = True
     ollama_url: str = DEFAULT_OLLAMA_URL
     log_level: str = "info"
-    extra: Mapping[str, Any] = field(default_factory=dict)  # config.toml keys later issues read
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the EXTRA_KEYS given in config.toml
 
     def __post_init__(self) -> None:
-        if not 1 <= self.port <= 65535:
-            raise ConfigError(f"port must be 1-65535, got {self.port}")
+        _check_port(self.port, "--port")
         for label, value in (("node id", self.node_id), ("mesh name", self.mesh)):
-            if not _NAME_RE.match(value):
+            if not valid_node_id(value):
                 raise ConfigError(
                     f"{label} {value!r} is not allowed: use 1-48 letters, digits, '.', '_' or '-', "
                     "starting with a letter or digit"
                 )
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        for address in self.advertise:
+            _check_ipv4(address, "--advertise")
         for url in self.peers:
-            _check_url(url, "--peer")
-        _check_url(self.ollama_url, "--ollama-url")
+            _check_url(url, "--peer", "http://192.168.1.20:11435")
+        _check_url(self.ollama_url, "--ollama-url", "http://localhost:11434")
 
     def advertised_addresses(self) -> list[str]:
         """What peers should dial: --advertise, else the bound host when specific, else the LAN IPv4s."""
@@ -66,10 +72,47 @@ class Config:
         return f"http://{self.advertised_addresses()[0]}:{self.port}"
 
 
-def _check_url(url: str, flag: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{flag} needs an http(s) URL such as http://192.168.1.20:11435, got {url!r}")
+def _check_port(port: Any, what: str) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"{what} must be an integer from 1 to 65535, got {port!r}")
+    return port
+
+
+def _check_ipv4(address: str, what: str) -> None:
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError as exc:
+        raise ConfigError(f"{what} must be an IPv4 address such as 192.168.1.20, got {address!r}") from exc
+
+
+def _check_url(url: str, what: str, example: str) -> None:
+    """`http(s)://host[:port]`, nothing else: no path (but "/"), query, fragment or user."""
+    message = f"{what} needs an http(s) URL such as {example}, got {url!r}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{message}: {exc}") from exc
+    if (
+        parts.scheme not in ("http", "https")
+        or not _valid_host(parts.hostname or "")
+        or parts.path not in ("", "/")
+        or "?" in url  # a query, even an empty one
+        or "#" in url
+        or "@" in parts.netloc
+    ):
+        raise ConfigError(message)
+
+
+def _valid_host(host: str) -> bool:
+    """A host name or IPv4 address, or an IPv6 literal (given in brackets)."""
+    if _HOST_RE.match(host):
+        return True
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _port(parts: SplitResult, text: str, what: str) -> int | None:
@@ -79,20 +122,21 @@ def _port(parts: SplitResult, text: str, what: str) -> int | None:
         raise ConfigError(f"{what} {text!r} has a bad port: {exc}") from exc
 
 
-def normalise_peer_url(text: str) -> str:
-    """Accept `host`, `host:port` or a URL; the port defaults to herd-mesh's."""
+def normalise_peer_url(text: str, what: str = "--peer") -> str:
+    """Accept `host`, `host:port` or a URL `http(s)://host[:port]`; the port defaults to herd-mesh's."""
     text = text.strip()
     if "://" not in text:
         text = "http://" + text
+    _check_url(text, what, "http://192.168.1.20:11435")
     text = text.rstrip("/")  # after the scheme check: `http://` must not become `http:` and then `http://http:`
     parts = urlsplit(text)
-    if _port(parts, text, "--peer") is None and parts.hostname:
+    if _port(parts, text, what) is None and parts.hostname:
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         text = f"{parts.scheme}://{host}:{DEFAULT_PORT}"
     return text
 
 
-def normalise_ollama_url(text: str) -> str:
+def normalise_ollama_url(text: str, what: str = "--ollama-url") -> str:
     """OLLAMA_HOST may be `0.0.0.0:11434` or a bare host; clients dial localhost in that case."""
     text = text.strip()
     if "://" not in text:
@@ -104,7 +148,9 @@ def normalise_ollama_url(text: str) -> str:
         host = "localhost"
     if ":" in host:
         host = f"[{host}]"  # an IPv6 literal keeps its brackets
-    return f"{parts.scheme}://{host}:{_port(parts, text, '--ollama-url') or 11434}"
+    url = f"{parts.scheme}://{host}:{_port(parts, text, what) or 11434}"
+    _check_url(url, what, "http://localhost:11434")
+    return url
 
 
 def default_node_id() -> str:
@@ -134,6 +180,28 @@ def lan_ipv4_addresses() -> list[str]:
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _string(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a string, got {value!r}")
+    return value
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    """A comma-separated string or a list of strings."""
+    if isinstance(value, str):
+        return _split(value)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{what} must be a string or a list of strings, got {value!r}")
+    return tuple(v.strip() for v in value if v.strip())
+
+
+def _port_value(value: Any, what: str) -> int:
+    """An integer, or (from the environment) its ASCII digits."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value)
+    return _check_port(value, what)
 
 
 def _bool(value: Any, name: str) -> bool:
@@ -170,6 +238,21 @@ SOURCES = {
     "ollama_url": ("OLLAMA_HOST", "ollama_url"),
     "log_level": ("HERD_LOG_LEVEL", "log_level"),
 }
+STRING_SOURCES = ("host", "node_id", "mesh", "ollama_url", "log_level")
+
+
+def _origin(name: str, source: str, path: Path) -> str:
+    """How an error names where a value came from: the flag, the environment variable, or the file's key."""
+    env_name, key = SOURCES[name]
+    if source == "flag":
+        return {"peers": "--peer", "mdns": "--no-mdns"}.get(name, "--" + name.replace("_", "-"))
+    return env_name if source == "env" else f"'{key}' in {path}"
+
+
+def _warn_unknown_keys(file_values: Mapping[str, Any], path: Path) -> None:
+    known = sorted({key for _, key in SOURCES.values()} | set(EXTRA_KEYS))
+    for key in sorted(set(file_values) - set(known)):
+        logger.warning("%s: unknown key %r is ignored; known keys: %s", path, key, ", ".join(known))
 
 
 def resolve(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
@@ -179,38 +262,38 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
     if data_dir.resolve() == (Path.home() / ".fleet-manager").resolve():
         raise ConfigError("~/.fleet-manager belongs to another tool (ollama-herd); choose another --data-dir")
     file_values = read_config_file(data_dir)
+    _warn_unknown_keys(file_values, data_dir / "config.toml")
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
     for name, (env_name, key) in SOURCES.items():
         if flags.get(name) not in (None, (), []):
-            values[name] = flags[name]
+            values[name], source = flags[name], "flag"
         elif env.get(env_name):
-            raw = env[env_name]
-            values[name] = _split(raw) if name in ("peers", "advertise") else raw
+            values[name], source = env[env_name], "env"
         elif key in file_values:
-            values[name] = file_values[key]
-    try:
-        port = int(values.get("port", DEFAULT_PORT))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"port must be a number, got {values.get('port')!r}") from exc
-    peers = values.get("peers", ())
-    advertise = values.get("advertise", ())
-    if isinstance(peers, str):
-        peers = _split(peers)
-    if isinstance(advertise, str):
-        advertise = _split(advertise)
-    mdns = _bool(values["mdns"], "mdns") if "mdns" in values else True
+            values[name], source = file_values[key], "file"
+        else:
+            continue
+        origin[name] = _origin(name, source, data_dir / "config.toml")
+    text = {name: _string(values[name], origin[name]) for name in STRING_SOURCES if name in values}
+    advertise = _strings(values["advertise"], origin["advertise"]) if "advertise" in values else ()
+    for address in advertise:
+        _check_ipv4(address, origin["advertise"])
+    peers = _strings(values["peers"], origin["peers"]) if "peers" in values else ()
+    ollama_url = normalise_ollama_url(text["ollama_url"], origin["ollama_url"]) if "ollama_url" in text else None
+    mdns = _bool(values["mdns"], origin["mdns"]) if "mdns" in values else True
     if flags.get("no_mdns"):
         mdns = False
     return Config(
-        host=str(values.get("host", DEFAULT_HOST)),
-        port=port,
-        node_id=str(values.get("node_id") or default_node_id()),
+        host=text.get("host", DEFAULT_HOST),
+        port=_port_value(values["port"], origin["port"]) if "port" in values else DEFAULT_PORT,
+        node_id=text.get("node_id") or default_node_id(),
         data_dir=data_dir,
-        mesh=str(values.get("mesh", DEFAULT_MESH)),
-        advertise=tuple(str(a) for a in advertise),
-        peers=tuple(normalise_peer_url(str(p)) for p in peers),
+        mesh=text.get("mesh", DEFAULT_MESH),
+        advertise=advertise,
+        peers=tuple(normalise_peer_url(p, origin["peers"]) for p in peers),
         mdns=mdns,
-        ollama_url=normalise_ollama_url(str(values.get("ollama_url", DEFAULT_OLLAMA_URL))),
-        log_level=str(values.get("log_level", "info")).lower(),
-        extra={k: v for k, v in file_values.items() if k not in {key for _, key in SOURCES.values()}},
+        ollama_url=ollama_url or DEFAULT_OLLAMA_URL,
+        log_level=text.get("log_level", "info").lower(),
+        extra={k: v for k, v in file_values.items() if k in EXTRA_KEYS},
     )

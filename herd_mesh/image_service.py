@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import replace
@@ -208,35 +209,59 @@ def view_from_state(node_id: str, status: str, state: dict[str, Any], *, is_self
     """Adapter: a peer's advertised capability document -> the scheduler's frozen PeerView.
 
     The remaining time of running jobs is computed here from when they started, so the document itself can
-    stay free of ticking clocks.
+    stay free of ticking clocks. The document is another peer's JSON: a part of the wrong shape counts as
+    empty, a number that is not finite and non-negative as absent, and nothing here raises.
     """
-    image = state.get("image") or {}
-    models = image.get("models") or {}
-    queue = image.get("queue") or {}
-    speed = image.get("speed") or {}
+    image = _object(_object(state).get("image"))
+    models = {m: s for m, s in _object(image.get("models")).items() if isinstance(s, dict)}
+    queue = _object(image.get("queue"))
+    speed = _object(image.get("speed"))
     backlog = 0.0
     job_ids: set[str] = set()
-    for job in queue.get("running") or []:
-        started = job.get("started_at") or now
-        backlog += max(0.0, float(job.get("estimate_s", 0.0)) - max(0.0, now - float(started)))
+    for job in _jobs(queue.get("running")):
+        started = _number(job.get("started_at")) or now
+        backlog += max(0.0, (_number(job.get("estimate_s")) or 0.0) - max(0.0, now - started))
         job_ids.add(str(job.get("job_id")))
-    for job in queue.get("waiting") or []:
-        backlog += float(job.get("estimate_s", 0.0))
+    for job in _jobs(queue.get("waiting")):
+        backlog += _number(job.get("estimate_s")) or 0.0
         job_ids.add(str(job.get("job_id")))
-    slots = max(1, int(queue.get("slots") or 1))
+    slots = queue.get("slots")
     return PeerView(
         node_id=node_id,
         status=status,
         is_self=is_self,
-        accepting=bool(image.get("enabled", False)),
-        installed=frozenset(m for m, s in models.items() if s.get("installed")),
-        cached=frozenset(m for m, s in models.items() if s.get("cached")),
-        loaded=frozenset(m for m, s in models.items() if s.get("loaded")),
-        ms_per_mp_step=dict(speed.get("ms_per_mp_step") or {}),
-        prior_ms_per_mp_step=dict(speed.get("prior_ms_per_mp_step") or {}),
-        load_s=dict(speed.get("load_s") or {}),
+        accepting=image.get("enabled") is True,
+        installed=frozenset(m for m, s in models.items() if s.get("installed") is True),
+        cached=frozenset(m for m, s in models.items() if s.get("cached") is True),
+        loaded=frozenset(m for m, s in models.items() if s.get("loaded") is True),
+        ms_per_mp_step=_numbers(speed.get("ms_per_mp_step")),
+        prior_ms_per_mp_step=_numbers(speed.get("prior_ms_per_mp_step")),
+        load_s=_numbers(speed.get("load_s")),
         backlog_s=backlog,  # scheduling divides by slots
         job_ids=frozenset(job_ids),
-        slots=slots,
+        slots=slots if isinstance(slots, int) and not isinstance(slots, bool) and slots >= 1 else 1,
         transfer_s=0.0 if is_self else TRANSFER_BASE_S,
     )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _jobs(value: Any) -> list[dict[str, Any]]:
+    return [job for job in value if isinstance(job, dict)] if isinstance(value, list) else []
+
+
+def _number(value: Any) -> float | None:
+    """A finite, non-negative JSON number as a float; anything else (a string, NaN, -1, true, 1e999) is None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _numbers(value: Any) -> dict[str, float]:
+    return {k: n for k, v in _object(value).items() if isinstance(k, str) and (n := _number(v)) is not None}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import RequestError
-from .validation import header_tags, parse_json_object, parse_tags
+from .validation import header_tags, parse_json, parse_json_object, parse_tags
 
 MAX_MODEL_CHARS = 200
 MAX_RECORDED_PROMPT_CHARS = 4000  # what the records keep of a prompt when store_prompts is on
@@ -141,10 +141,7 @@ def parse_audio_form(
     metadata: Any = None
     raw_metadata = text("metadata")
     if raw_metadata:
-        try:
-            metadata = json.loads(raw_metadata)
-        except json.JSONDecodeError as exc:
-            raise RequestError(f'\'metadata\' must be a JSON object such as {{"tags": ["a"]}}: {exc}') from exc
+        metadata = parse_json(raw_metadata, what='\'metadata\' (a JSON object such as {"tags": ["a"]})')
     raw_tags = text("tags")
     if raw_tags:
         metadata = {**(metadata if isinstance(metadata, dict) else {}), "tags": raw_tags}

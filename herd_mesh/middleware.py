@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024  # JSON bodies; larger ones get 413
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # multipart audio uploads
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # audio uploads, on the upload paths only
 
 
 class _TooLarge(Exception):
@@ -15,20 +16,28 @@ class _TooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    """413 with a JSON error when Content-Length or the streamed body exceeds the limit for the path."""
+    """413 with a JSON error when Content-Length or the streamed body exceeds the limit for the path:
+    `upload_limit` on `upload_paths`, `limit` everywhere else (whatever the Content-Type says)."""
 
-    def __init__(self, app: ASGIApp, *, limit: int = MAX_BODY_BYTES, upload_limit: int = MAX_UPLOAD_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int = MAX_BODY_BYTES,
+        upload_limit: int = MAX_UPLOAD_BYTES,
+        upload_paths: Collection[str] = (),
+    ) -> None:
         self.app = app
         self.limit = limit
         self.upload_limit = upload_limit
+        self.upload_paths = frozenset(upload_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        content_type = headers.get(b"content-type", b"").decode("latin-1")
-        limit = self.upload_limit if content_type.startswith("multipart/") else self.limit
+        limit = self.upload_limit if scope["path"] in self.upload_paths else self.limit
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _reject(send, limit)

@@ -5,7 +5,6 @@ httpx errors are translated here, at the edge, into PeerUnreachable / PeerRefuse
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,7 +46,7 @@ class Identity:
 def _error_text(response: httpx.Response) -> tuple[str, dict[str, Any]]:
     try:
         body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return (response.text[:300] or f"HTTP {response.status_code}"), {}
     if isinstance(body, dict):
         return str(body.get("error") or f"HTTP {response.status_code}"), body

@@ -45,6 +45,7 @@ def valid_peer_url(url: str) -> bool:
         and (port is None or 1 <= port <= 65535)
     )
 
+
 SUSPECT_TO_DOWN_S = 2.0  # seconds of failed contact before a suspect peer is declared down
 FORGET_AFTER_S = 600.0  # seconds a discovered (non-static) peer may stay down before it is dropped
 

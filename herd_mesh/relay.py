@@ -43,7 +43,7 @@ class Upstream(Exception):
     def reason(self) -> str:
         try:
             data = json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return self.body.decode("utf-8", "replace")[:300] or f"HTTP {self.status}"
         error = data.get("error") if isinstance(data, dict) else None
         if isinstance(error, dict):

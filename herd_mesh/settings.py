@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RequestError
+from .peers import valid_node_id
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,6 @@ Stamp = tuple[float, str]  # (time of the change, node that made it): later wins
 
 
 MAX_FUTURE_S = 86400.0  # a stamp further ahead than a day is a broken clock or forged: it could lock a setting
-_AUTHOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")  # node ids, as config.py allows them
 
 
 def _stamp(entry: Mapping[str, Any], now: float | None) -> Stamp | None:
@@ -87,7 +86,7 @@ def _stamp(entry: Mapping[str, Any], now: float | None) -> Stamp | None:
         return None
     if now is not None and ts > now + MAX_FUTURE_S:
         return None
-    if not isinstance(by, str) or not (by == "" or _AUTHOR_RE.match(by)):
+    if not isinstance(by, str) or not (by == "" or valid_node_id(by)):
         return None
     return float(ts), by
 

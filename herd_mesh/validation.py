@@ -49,13 +49,24 @@ class ImageRequest:
         }
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(raw: bytes | str, what: str = "request body") -> Any:
+    """Strict JSON: no NaN or Infinity; an oversized integer or deep nesting is a RequestError, not a crash."""
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise RequestError(f"{what} is not valid JSON: nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit, NaN/Infinity
+        raise RequestError(f"{what} is not valid JSON: {exc}") from exc
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise RequestError('request body is empty: send a JSON object such as {"model": ..., "prompt": ...}')
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(f"request body is not valid JSON: {exc}") from exc
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise RequestError(
             f"request body must be a JSON object, got {type(body).__name__ if body is not None else 'null'}"
@@ -93,6 +104,12 @@ def _text(body: dict[str, Any], name: str, *, required: bool, limit: int) -> str
         raise RequestError(f"'{name}' must not be empty")
     if len(value) > limit:
         raise RequestError(f"'{name}' is {len(value)} characters; at most {limit} are allowed")
+    if "\x00" in value:
+        raise RequestError(f"'{name}' must not contain NUL characters (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(f"'{name}' must be valid Unicode text: unpaired surrogate {value[exc.start]!r}") from exc
     return value
 
 
@@ -127,8 +144,10 @@ def parse_image_request(body: dict[str, Any]) -> ImageRequest:
             f"allowed: {', '.join(FIELDS)}"
         )
     model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
+    if model is None or (isinstance(model, str) and not model.strip()):
         raise RequestError("'model' is required: a string such as \"z-image-turbo\"")
+    if not isinstance(model, str):
+        raise RequestError(f"'model' must be a string such as \"z-image-turbo\", got {json.dumps(model)}")
     quantize = body.get("quantize", DEFAULTS["quantize"])
     if isinstance(quantize, bool) or quantize not in QUANTIZE_LEVELS:
         raise RequestError(
@@ -180,7 +199,7 @@ def parse_openai_request(body: dict[str, Any], default_model: str) -> tuple[Imag
     if match is None:
         raise RequestError(f"'size' must look like \"1024x1024\" (WIDTHxHEIGHT), got {json.dumps(size)}")
     native = {
-        "model": body.get("model") or default_model,
+        "model": default_model if body.get("model") in (None, "") else body["model"],
         "prompt": body.get("prompt"),
         "width": int(match.group(1)),
         "height": int(match.group(2)),

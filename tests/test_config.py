@@ -116,10 +116,17 @@ def test_default_data_dir_is_in_home(home: Path) -> None:
     assert resolve({}, {}).data_dir == home / ".herd-mesh"
 
 
-def test_unknown_config_file_keys_are_kept_for_later(data_dir: Path) -> None:
-    write_toml(data_dir, {"mesh": "lab", "image_slots": 2})
+def test_keys_other_modules_read_are_kept_and_unknown_keys_are_named(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_toml(data_dir, {"mesh": "lab", "whisper_model": "large-v3", "prot": 8000})
     cfg = resolve({"data_dir": str(data_dir)}, {})
-    assert cfg.extra == {"image_slots": 2}
+    assert cfg.extra == {"whisper_model": "large-v3"}
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    message = caplog.records[0].getMessage()
+    assert "unknown key 'prot' is ignored" in message and str(data_dir / "config.toml") in message
+    for known in ("port", "peers", "ollama_url", "whisper_model"):
+        assert known in message.split("known keys:")[1]
 
 
 def test_empty_environment_values_count_as_unset(data_dir: Path) -> None:
@@ -167,20 +174,33 @@ def test_default_node_id_is_the_short_hostname(monkeypatch: pytest.MonkeyPatch, 
 @pytest.mark.parametrize(
     ("flags", "env", "message"),
     [
-        ({"port": 0}, {}, "port must be 1-65535"),
-        ({"port": 70000}, {}, "port must be 1-65535"),
-        ({}, {"HERD_PORT": "http"}, "port must be a number"),
+        ({"port": 0}, {}, "--port must be an integer from 1 to 65535, got 0"),
+        ({"port": 70000}, {}, "--port must be an integer from 1 to 65535"),
+        ({}, {"HERD_PORT": "http"}, "HERD_PORT must be an integer from 1 to 65535, got 'http'"),
+        ({}, {"HERD_PORT": "１"}, "HERD_PORT must be an integer"),
+        ({}, {"HERD_PORT": "1_000"}, "HERD_PORT must be an integer"),
+        ({"advertise": ("zzz",)}, {}, "--advertise must be an IPv4 address such as 192.168.1.20, got 'zzz'"),
+        ({"advertise": ("1.2.3.4.5",)}, {}, "--advertise must be an IPv4 address"),
+        ({}, {"HERD_ADVERTISE": "10.0.0.1, ::1"}, "HERD_ADVERTISE must be an IPv4 address"),
         ({"node_id": "my node!"}, {}, "node id 'my node!'"),
         ({"node_id": "-studio"}, {}, "node id"),
         ({"node_id": "n" * 49}, {}, "1-48"),
         ({"mesh": "bad name!"}, {}, "mesh name 'bad name!'"),
         ({"peers": ("ftp://studio",)}, {}, "--peer"),
         ({"peers": ("studio:notaport",)}, {}, "--peer"),
-        ({}, {"HERD_PEERS": "studio:99999"}, "--peer"),
+        ({}, {"HERD_PEERS": "studio:99999"}, "HERD_PEERS"),
         ({"peers": ("http://",)}, {}, "--peer"),
+        ({"peers": ("not a url",)}, {}, "--peer needs an http(s) URL such as http://192.168.1.20:11435"),
+        ({"peers": ("http://studio:11435/api",)}, {}, "--peer needs an http(s) URL"),
+        ({"peers": ("studio/api",)}, {}, "--peer needs an http(s) URL"),
+        ({"peers": ("http://studio:11435?x=1",)}, {}, "--peer needs an http(s) URL"),
+        ({"peers": ("http://studio?",)}, {}, "--peer needs an http(s) URL"),
+        ({"peers": ("http://studio#top",)}, {}, "--peer needs an http(s) URL"),
+        ({"peers": ("http://me@studio",)}, {}, "--peer needs an http(s) URL"),
         ({"log_level": "loud"}, {}, "log level"),
-        ({}, {"HERD_MDNS": "maybe"}, "mdns must be true or false"),
-        ({}, {"OLLAMA_HOST": "localhost:port"}, "ollama"),
+        ({}, {"HERD_MDNS": "maybe"}, "HERD_MDNS must be true or false"),
+        ({}, {"OLLAMA_HOST": "localhost:port"}, "OLLAMA_HOST"),
+        ({"ollama_url": "ftp://studio"}, {}, "--ollama-url needs an http(s) URL such as http://localhost:11434"),
     ],
 )
 def test_invalid_values_raise_config_error_naming_them(
@@ -196,9 +216,34 @@ def test_a_bad_config_file_names_the_file(data_dir: Path) -> None:
         resolve({"data_dir": str(data_dir)}, {})
 
 
-def test_a_bad_value_in_the_config_file_is_refused(data_dir: Path) -> None:
-    write_toml(data_dir, {"port": "eleven"})
-    with pytest.raises(ConfigError, match="port"):
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("port", "eleven", "must be an integer from 1 to 65535"),
+        ("port", True, "must be an integer from 1 to 65535"),
+        ("advertise", 5, "must be a string or a list of strings"),
+        ("advertise", ["10.0.0.1", 2], "must be a string or a list of strings"),
+        ("advertise", "studio.local", "must be an IPv4 address"),
+        ("peers", [1, 2], "must be a string or a list of strings"),
+        ("node_id", True, "must be a string"),
+        ("mesh", 5, "must be a string"),
+        ("ollama_url", 5, "must be a string"),
+        ("host", ["0.0.0.0"], "must be a string"),
+        ("log_level", 1, "must be a string"),
+        ("mdns", 5, "must be true or false"),
+    ],
+)
+def test_a_bad_value_in_the_config_file_names_the_key_and_the_file(
+    data_dir: Path, key: str, value: Any, allowed: str
+) -> None:
+    write_toml(data_dir, {key: value})
+    with pytest.raises(ConfigError, match=re.escape(f"'{key}' in {data_dir / 'config.toml'} {allowed}")):
+        resolve({"data_dir": str(data_dir)}, {})
+
+
+def test_a_fractional_port_in_the_config_file_is_refused_not_truncated(data_dir: Path) -> None:
+    (data_dir / "config.toml").write_text("port = 1.5\n")
+    with pytest.raises(ConfigError, match=r"'port' in .* must be an integer from 1 to 65535, got 1.5"):
         resolve({"data_dir": str(data_dir)}, {})
 
 
@@ -295,6 +340,21 @@ def test_a_bad_mesh_name_exits_non_zero_with_a_message(home: Path) -> None:
     result = herd("--mesh", "bad name!", home=home)
     assert result.returncode != 0
     assert "mesh name 'bad name!'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--advertise", "zzz"), "--advertise must be an IPv4 address"),
+        (("--peer", "http://studio:11435/path"), "--peer needs an http(s) URL"),
+        (("--data-dir", "/proc/nope"), "cannot create the data directory /proc/nope"),
+    ],
+)
+def test_bad_values_exit_2_with_a_message_not_a_traceback(args: tuple[str, ...], message: str, home: Path) -> None:
+    result = herd(*args, home=home)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 

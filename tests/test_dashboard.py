@@ -6,8 +6,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+from starlette.requests import Request
+
 from herd_mesh import health, stats
+from herd_mesh.errors import RequestError
 from herd_mesh.records import Records, RequestRecord, shared_rows
+from herd_mesh.routes.dashboard import _int_param
 from tests.harness import Mesh, wait_until
 
 NOW = 1_000_000.0
@@ -19,6 +24,21 @@ def row(ts: float, *, entry: str, job: str, node: str | None = "alpha", status: 
     values = {"ts": ts, "kind": "image", "model": "z-image-turbo", "status": status, "node": node,
               "entry_node": entry, "job_id": job, "generation_ms": 1000, "queue_ms": 0, "tags": []}  # fmt: skip
     return values | extra
+
+
+# -- query parameters ----------------------------------------------------------------------------------------------
+def _query(query: str) -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/dashboard/api/stats", "query_string": query.encode()})
+
+
+@pytest.mark.parametrize("raw", ["%C2%B2", "%EF%BC%91", "%D9%A3", "-1", "1.5", "", "0", "8761", "24h"])
+def test_int_params_take_only_ascii_digits_in_range(raw: str) -> None:
+    """`"²".isdigit()` is true and `int("²")` raises; full-width "１" would be read as 1."""
+    with pytest.raises(RequestError, match="hours must be an integer from 1 to 8760") as info:
+        _int_param(_query(f"hours={raw}"), "hours", 24, 1, 8760)
+    assert info.value.status == 400
+    assert _int_param(_query("hours=0012"), "hours", 24, 1, 8760) == 12
+    assert _int_param(_query("limit=3"), "hours", 24, 1, 8760) == 24
 
 
 # -- stats: pure ---------------------------------------------------------------------------------------------------

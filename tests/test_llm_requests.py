@@ -27,6 +27,20 @@ def test_llm_bodies() -> None:
             parse_llm_request(raw, default_stream=True)
 
 
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (b'{"model": "m", "num_ctx": ' + b"9" * 5000 + b"}", "digits"),  # int() refuses over 4300 digits
+        (b'{"model": "m", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        (b'{"model": "m", "options": {"temperature": NaN}}', "NaN is not a JSON number"),
+    ],
+)
+def test_llm_bodies_json_cannot_hold_are_a_400(raw: bytes, needle: str) -> None:
+    with pytest.raises(RequestError, match=f"request body is not valid JSON: .*{needle}") as info:
+        parse_llm_request(raw, default_stream=True)
+    assert info.value.status == 400
+
+
 def test_audio_forms() -> None:
     audio = parse_audio_form(
         {"audio": [("a.wav", b"RIFF")], "language": [(None, "EN")], "tags": [(None, "x,y")]},
@@ -41,6 +55,8 @@ def test_audio_forms() -> None:
         ({"audio": [("a.wav", b"1")], "file": [("b.wav", b"2")]}, "not both"),
         ({"audio": [("a.wav", b"1")], "prompt": [(None, "x")]}, "unknown"),
         ({"audio": [("a.wav", b"1")], "metadata": [(None, "{oops")]}, "metadata"),
+        ({"audio": [("a.wav", b"1")], "metadata": [(None, '{"n": ' + "9" * 5000 + "}")]}, "'metadata'.*digits"),
+        ({"audio": [("a.wav", b"1")], "metadata": [(None, "[" * 5000)]}, "'metadata'.*nested too deeply"),
     ]
     for fields, needle in bad:
         with pytest.raises(RequestError, match=needle):

@@ -73,6 +73,19 @@ def png_size(png: bytes) -> tuple[int, int]:
     return width, height
 
 
+def png_text(png: bytes) -> dict[str, str]:
+    """The PNG's uncompressed iTXt chunks (the stand-in writes mflux's metadata there)."""
+    text, pos = {}, 8
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        if kind == b"iTXt":
+            key, _, rest = data.partition(b"\x00")
+            text[key.decode("latin-1")] = rest[4:].decode()  # flags, method, empty language and keyword
+        pos += 12 + length
+    return text
+
+
 async def started_pid(log: Path, timeout_s: float = 10.0) -> int:
     """The stand-in's pid, once it has logged its start."""
     deadline = time.monotonic() + timeout_s
@@ -129,7 +142,7 @@ async def test_flux_schnell_runs_mflux_generate_with_model_schnell(engine: Mflux
     argv = start["argv"]
     assert argv[argv.index("--model") + 1] == "schnell"
     assert argv[argv.index("--quantize") + 1] == "4"
-    assert "--negative-prompt" not in argv  # empty: not passed (FLUX.1 would warn about it)
+    assert not any(a.startswith("--negative-prompt") for a in argv)  # empty: not passed (FLUX.1 would warn)
     assert start["model"] == "schnell"
 
 
@@ -138,7 +151,17 @@ async def test_each_model_runs_its_own_command(engine: MfluxCliEngine, log: Path
     start = events(log)[0]
     assert start["command"] == "mflux-generate-qwen"
     assert "--model" not in start["argv"]
-    assert start["argv"][start["argv"].index("--negative-prompt") + 1] == "blurry"
+    assert "--negative-prompt=blurry" in start["argv"]
+
+
+async def test_prompts_that_look_like_options_reach_mflux_as_text(engine: MfluxCliEngine, log: Path) -> None:
+    out = await engine.generate(job("qwen-image", prompt="-a cat --steps 99", negative_prompt="--help"))
+    start = events(log)[0]
+    assert start["steps"] == 2  # "--steps 99" stayed inside the prompt
+    assert "--prompt=-a cat --steps 99" in start["argv"]
+    assert "--negative-prompt=--help" in start["argv"]
+    metadata = json.loads(png_text(out.png)["mflux"])
+    assert (metadata["prompt"], metadata["negative_prompt"]) == ("-a cat --steps 99", "--help")
 
 
 async def test_a_failing_mflux_gives_the_stderr_tail(

@@ -65,6 +65,14 @@ def test_model_is_required(model: Any) -> None:
     refused(request, "model")
 
 
+@pytest.mark.parametrize(("model", "shown"), [(0, "0"), (float("nan"), "NaN"), ([], "[]"), (True, "true")])
+def test_a_model_that_is_not_a_string_is_named_as_such(model: Any, shown: str) -> None:
+    error = refused(body(model=model), "model")
+    assert error.message == f"'model' must be a string such as \"z-image-turbo\", got {shown}"
+    with pytest.raises(RequestError, match="'model' must be a string"):
+        parse_openai_request({"model": model, "prompt": "a cat"}, "z-image-turbo")
+
+
 def test_model_is_trimmed() -> None:
     assert parse_image_request(body(model=" flux-dev ")).model == "flux-dev"
 
@@ -104,11 +112,13 @@ def test_bad_sides_are_refused(side: str, given: Any) -> None:
 
 
 def test_infinity_from_the_wire_is_refused_not_a_crash() -> None:
-    """Python's json module accepts Infinity and NaN; they must give a 400, not an exception."""
-    raw = json.dumps(body(width=float("inf"))).encode()
-    assert b"Infinity" in raw
-    refused(parse_json_object(raw), "width")
-    refused(parse_json_object(json.dumps(body(seed=float("nan"))).encode()), "seed")
+    """Python's json module accepts Infinity and NaN by default; they are not JSON, and give a 400."""
+    infinite = json.dumps(body(width=float("inf"))).encode()
+    assert b"Infinity" in infinite
+    for raw in (infinite, json.dumps(body(seed=float("nan"))).encode(), b'{"steps": -Infinity}'):
+        with pytest.raises(RequestError, match="not valid JSON: .*(NaN|Infinity) is not a JSON number") as info:
+            parse_json_object(raw)
+        assert info.value.status == 400
 
 
 @pytest.mark.parametrize(
@@ -140,6 +150,14 @@ def test_seed_range(seed: int) -> None:
 @pytest.mark.parametrize("seed", [-1, 2**32, 1.5, "42", True])
 def test_bad_seeds_refused(seed: Any) -> None:
     refused(body(seed=seed), "seed")
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
+@pytest.mark.parametrize("text", ["\ud800", "a cat \udfff", "a\u0000b", "\x00"])
+def test_text_mflux_cannot_receive_is_refused(field: str, text: str) -> None:
+    """A process argument cannot hold a NUL, and an unpaired surrogate has no UTF-8 encoding."""
+    refused(body(**{field: text}), field)
+    refused(parse_json_object(json.dumps(body(**{field: text})).encode()), field)  # "\\ud800" on the wire
 
 
 def test_negative_prompt_must_be_a_string() -> None:
@@ -189,6 +207,9 @@ def test_parse_json_object() -> None:
         (b"[1, 2]", "got list"),
         (b"null", "got null"),
         (b'"prompt"', "got str"),
+        (b'{"seed": ' + b"9" * 5000 + b"}", "not valid JSON: .*digits"),
+        (b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", "not valid JSON: nested too deeply"),
+        (b'{"a": NaN}', "not valid JSON: NaN is not a JSON number"),
     ]:
         with pytest.raises(RequestError, match=words):
             parse_json_object(raw)

@@ -51,7 +51,7 @@ def build_argv(executable: str, model: ImageModel, job: ImageJob, output: Path) 
     argv = [
         executable,
         *model.extra_args,
-        "--prompt", job.prompt,
+        f"--prompt={job.prompt}",  # one token: a prompt starting with "-" is not read as an option
         "--width", str(job.width),
         "--height", str(job.height),
         "--steps", str(job.steps),
@@ -60,7 +60,7 @@ def build_argv(executable: str, model: ImageModel, job: ImageJob, output: Path) 
         "--output", str(output),
     ]  # fmt: skip
     if job.negative_prompt:
-        argv += ["--negative-prompt", job.negative_prompt]
+        argv.append(f"--negative-prompt={job.negative_prompt}")
     return argv
 
 
