@@ -103,7 +103,7 @@ class ImageService:
     def _load_seconds(self, names: list[str]) -> dict[str, float]:
         """Measured loads for a resident engine. The command line loads on every run, inside its measured
         speed, so it advertises no separate load (else every job would pay the load twice)."""
-        if not getattr(self.engine, "resident", True):
+        if not self.engine.resident:
             return {m: 0.0 for m in names}
         return {m: round(v, 2) for m, v in self.speed.load.items()}
 

@@ -75,21 +75,35 @@ class Liveness:
 
     async def probe_static(self, url: str) -> None:
         """A static URL we have never reached: learn its node id from the ping."""
+        await self.contact(url, static=True)
+
+    async def contact(self, url: str, *, expect: str | None = None, static: bool = False) -> bool:
+        """Ping `url` and list whoever answers there, if it is a peer of this mesh (and is `expect`, if given).
+
+        The one way a peer is learned from an address: a static URL, or a caller's claim about itself.
+        """
         client = self.node.client_for_url(url)
         try:
             ping = await client.ping()
         except PeerError as exc:
-            logger.debug("static peer %s not reachable: %s", url, exc.reason)
-            self.node.static_errors[url] = exc.reason
-            return
+            logger.debug("%s not reachable: %s", url, exc.reason)
+            if static:
+                self.node.static_errors[url] = exc.reason
+            return False
         node_id = str(ping.get("node_id", ""))
-        if not node_id:
-            return
+        if not node_id or self.node.leaving:
+            return False
         if node_id == self.node.config.node_id:
-            self.node.table.static_urls.discard(url)  # users list every Mac, this one included
-            return
+            if static:
+                self.node.table.static_urls.discard(url)  # users list every Mac, this one included
+            return False
+        if expect is not None and node_id != expect:
+            logger.warning("ignoring a call that claimed to be %s at %s: that address is %s", expect, url, node_id)
+            return False
         if ping.get("mesh") != self.node.config.mesh:
-            self.node.static_errors[url] = f"belongs to mesh {ping.get('mesh')!r}, not {self.node.config.mesh!r}"
-            return
-        self.node.table.discovered(node_id, url, now=time.time(), boot_id=str(ping.get("boot_id", "")), static=True)
+            if static:
+                self.node.static_errors[url] = f"belongs to mesh {ping.get('mesh')!r}, not {self.node.config.mesh!r}"
+            return False
+        self.node.table.discovered(node_id, url, now=time.time(), boot_id=str(ping.get("boot_id", "")), static=static)
         await self.node.on_ping(node_id, url, ping)
+        return True

@@ -67,6 +67,7 @@ class Node:
         self._tasks: list[asyncio.Task[Any]] = []
         self._changed = asyncio.Event()
         self.liveness = Liveness(self)
+        self._liveness_task: asyncio.Task[Any] | None = None
         self.discovery: Discovery | None = None
         self.leaving = False
         self._verifying: set[tuple[str, str]] = set()  # (node id, url) claims being checked
@@ -172,7 +173,7 @@ class Node:
         client = self._clients.get(node_id)
         if client is None or client.url != peer.url:
             if client is not None:
-                self._spawn(client.aclose())
+                self.spawn(client.aclose())
             client = self._url_clients.pop(peer.url, None) or PeerClient(node_id, peer.url, self.identity)
             client.node_id = node_id
             self._clients[node_id] = client
@@ -232,24 +233,14 @@ class Node:
         if len(self._verifying) >= MAX_PENDING_CLAIMS or self.leaving:
             return
         self._verifying.add((node_id, url))
-        self._spawn(self._verify_claim(node_id, url))
+        self.spawn(self._verify_claim(node_id, url))
 
     async def _verify_claim(self, node_id: str, url: str) -> None:
         try:
-            client = self.client_for_url(url)
-            try:
-                ping = await client.ping()
-            except PeerError as exc:
-                logger.debug("claim of %s at %s not confirmed: %s", node_id, url, exc.reason)
-                if url not in self.table.static_urls:
-                    await self._url_clients.pop(url, client).aclose()
-                return
-            if ping.get("node_id") != node_id or ping.get("mesh") != self.config.mesh or self.leaving:
-                logger.warning("ignoring a call that claimed to be %s at %s: that address is %s", node_id, url,
-                               ping.get("node_id"))  # fmt: skip
-                return
-            self.table.discovered(node_id, url, now=time.time(), boot_id=str(ping.get("boot_id", "")))
-            await self.on_ping(node_id, url, ping)
+            if not await self.liveness.contact(url, expect=node_id) and url not in self.table.static_urls:
+                client = self._url_clients.pop(url, None)
+                if client is not None:
+                    await client.aclose()
         finally:
             self._verifying.discard((node_id, url))
 
@@ -310,9 +301,6 @@ class Node:
     # -- lifecycle --------------------------------------------------------------------------------------------
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run `coro` in the background; it is cancelled when the peer stops."""
-        return self._spawn(coro)
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.append(task)
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
@@ -323,10 +311,10 @@ class Node:
             await service.start()
         self.metrics = metrics.sample()
         self.rebuild_state()
-        self._spawn(self._maintain_state())
-        self._liveness_task = self._spawn(self.liveness.run())
+        self.spawn(self._maintain_state())
+        self._liveness_task = self.spawn(self.liveness.run())
         for loop in self.background:
-            self._spawn(loop())
+            self.spawn(loop())
         if self.config.mdns:
             self.discovery = Discovery(
                 mesh=self.config.mesh,
@@ -338,7 +326,7 @@ class Node:
                 on_gone=self.on_mdns_gone,
             )
             self._announced = self.summary()
-            self._spawn(self._start_discovery(self._announced))
+            self.spawn(self._start_discovery(self._announced))
         logger.info(
             "peer %s (mesh %r) serving at %s%s",
             self.node_id,
@@ -361,7 +349,7 @@ class Node:
         self.leaving = True
         logger.info("leaving the mesh")
         # no probe may reach a peer after our leave notice: it would list us again
-        if getattr(self, "_liveness_task", None) is not None:
+        if self._liveness_task is not None:
             self._liveness_task.cancel()
             await asyncio.gather(self._liveness_task, return_exceptions=True)
         notices = [c.leave() for c in list(self._clients.values())]

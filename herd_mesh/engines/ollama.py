@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 
+from ..active import ActiveRequests
 from ..errors import EngineError
 from ..settings import SettingsStore
 
@@ -98,7 +98,7 @@ class OllamaService:
         self.version: str | None = None
         self.tags: list[dict[str, Any]] = []  # /api/tags entries, as Ollama gave them
         self.ps: list[dict[str, Any]] = []  # /api/ps entries
-        self.active: dict[str, dict[str, Any]] = {}  # job id -> {"job_id", "kind", "model", "started_at"}
+        self.active = ActiveRequests(self._on_change)
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._polled_once = False
@@ -118,7 +118,7 @@ class OllamaService:
             "models": self.models(),
             "loaded": self.loaded(),
             "sizes": {k: v for k, v in sizes.items() if v > 0},
-            "active": sorted(self.active.values(), key=lambda a: (a["started_at"], a["job_id"])),
+            "active": self.active.listing(),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -128,13 +128,10 @@ class OllamaService:
     @contextlib.contextmanager
     def track(self, job_id: str, kind: str, model: str) -> Iterator[None]:
         """Advertise a request as in flight here while it runs; look at /api/ps again once it is done."""
-        self.active[job_id] = {"job_id": job_id, "kind": kind, "model": model, "started_at": time.time()}
-        self._on_change()
         try:
-            yield
+            with self.active.track(job_id, kind, model):
+                yield
         finally:
-            self.active.pop(job_id, None)
-            self._on_change()
             self.poke()
 
     def poke(self) -> None:

@@ -11,7 +11,6 @@ transcription runs in a worker thread, one at a time per peer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import io
 import logging
@@ -21,11 +20,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..active import ActiveRequests
 from ..errors import EngineError, RequestError
 from ..settings import SettingsStore
 
@@ -132,24 +132,31 @@ def _no_sound() -> RequestError:
     return RequestError("the audio holds no sound (0 seconds): send a recording with speech", 400, reason="bad-audio")
 
 
-class FasterWhisperEngine:
-    """CTranslate2 Whisper on the CPU (int8): no torch, no GPU needed."""
+class _Models:
+    """The models an engine was given, by the name clients send; the first is the default."""
 
-    name = "faster-whisper"
-
-    def __init__(self, sources: list[ModelSource], *, device: str = "cpu", compute_type: str = "int8") -> None:
+    def __init__(self, sources: list[ModelSource]) -> None:
         self._sources = {s.name: s for s in sources}
         self._default = sources[0].name if sources else ""
-        self._device = device
-        self._compute_type = compute_type
-        self._loaded: dict[str, Any] = {}
-        self._lock = threading.Lock()
 
     def models(self) -> Mapping[str, int]:
         return {name: s.size for name, s in self._sources.items()}
 
     def default_model(self) -> str:
         return self._default
+
+
+class FasterWhisperEngine(_Models):
+    """CTranslate2 Whisper on the CPU (int8): no torch, no GPU needed."""
+
+    name = "faster-whisper"
+
+    def __init__(self, sources: list[ModelSource], *, device: str = "cpu", compute_type: str = "int8") -> None:
+        super().__init__(sources)
+        self._device = device
+        self._compute_type = compute_type
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def loaded(self) -> set[str]:
         return set(self._loaded)
@@ -200,21 +207,14 @@ class FasterWhisperEngine:
         )
 
 
-class MlxWhisperEngine:
+class MlxWhisperEngine(_Models):
     """mlx-whisper on Apple Silicon's GPU; it keeps the last model loaded itself. Audio decoding needs ffmpeg."""
 
     name = "mlx-whisper"
 
     def __init__(self, sources: list[ModelSource]) -> None:
-        self._sources = {s.name: s for s in sources}
-        self._default = sources[0].name if sources else ""
+        super().__init__(sources)
         self._used: set[str] = set()
-
-    def models(self) -> Mapping[str, int]:
-        return {name: s.size for name, s in self._sources.items()}
-
-    def default_model(self) -> str:
-        return self._default
 
     def loaded(self) -> set[str]:
         return set(self._used)
@@ -274,9 +274,12 @@ class WhisperService:
     settings: SettingsStore
     on_change: Callable[[], None] = lambda: None
     name: str = "stt"
-    active: dict[str, dict[str, Any]] = field(default_factory=dict)
+    active: ActiveRequests = field(init=False)
     _failed: dict[str, float] = field(default_factory=dict)  # model -> monotonic time its load failed
     _turn: asyncio.Lock | None = None
+
+    def __post_init__(self) -> None:
+        self.active = ActiveRequests(lambda: self.on_change())
 
     def models(self) -> dict[str, int]:
         if self.engine is None:
@@ -298,7 +301,7 @@ class WhisperService:
             "default": self.engine.default_model() if self.engine and models else None,
             "loaded": loaded,
             "sizes": {m: s for m, s in models.items() if s > 0},
-            "active": sorted(self.active.values(), key=lambda a: (a["started_at"], a["job_id"])),
+            "active": self.active.listing(),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -317,16 +320,6 @@ class WhisperService:
             available=sorted(models),
         )  # fmt: skip
 
-    @contextlib.contextmanager
-    def _track(self, job_id: str, model: str) -> Iterator[None]:
-        self.active[job_id] = {"job_id": job_id, "kind": "stt", "model": model, "started_at": time.time()}
-        self.on_change()
-        try:
-            yield
-        finally:
-            self.active.pop(job_id, None)
-            self.on_change()
-
     async def transcribe(self, audio: bytes, *, model: str, language: str | None, job_id: str) -> Transcript:
         """Wait for this peer's turn, then transcribe in a worker thread (a cancelled caller's run completes
         in the thread, and its result is dropped)."""
@@ -335,7 +328,7 @@ class WhisperService:
         name = self.resolve(model)
         if self._turn is None:
             self._turn = asyncio.Lock()
-        with self._track(job_id, name):
+        with self.active.track(job_id, "stt", name):
             async with self._turn:
                 try:
                     return await asyncio.to_thread(self.engine.transcribe, audio, model=name, language=language)
