@@ -9,13 +9,13 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import uvicorn
 
-from . import __version__
 from . import config as config_mod
+from ._version import __version__
 from .config import Config
 from .errors import ConfigError
 
@@ -79,10 +79,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class _Server(uvicorn.Server):
     """Say goodbye to the mesh the moment SIGTERM/SIGINT arrives, not after in-flight jobs have drained."""
 
-    leave: Any = None
+    def __init__(self, config: uvicorn.Config, *, leave: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self.leave = leave
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        if self.leave is not None and not self.should_exit:
+        if not self.should_exit:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -93,7 +95,7 @@ class _Server(uvicorn.Server):
 
 
 def run(cfg: Config) -> int:
-    from .assemble import build_app  # imported late: keeps `herd --help` fast
+    from .web.app import build  # imported late: keeps `herd --help` fast
 
     try:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,13 +114,13 @@ def run(cfg: Config) -> int:
             return EXIT_PORT_IN_USE
         logger.error("cannot listen on %s:%d: %s (see --host and --port)", cfg.host, cfg.port, exc)
         return EXIT_PORT_IN_USE
-    app = build_app(cfg)
+    peer = build(cfg)
     server = _Server(
         uvicorn.Config(
-            app, log_level=cfg.log_level, access_log=cfg.log_level == "debug", timeout_graceful_shutdown=60
-        )
+            peer.app, log_level=cfg.log_level, access_log=cfg.log_level == "debug", timeout_graceful_shutdown=60
+        ),
+        leave=peer.node.leave,
     )
-    server.leave = app.state.node.leave
     server.run(sockets=[sock])
     return 0
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from .core.names import valid_node_id
 from .errors import ConfigError
-from .peers import valid_node_id
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 11435

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from tests.harness import Mesh
+
+T = TypeVar("T")
 
 
 def _loopback_multicast() -> bool:
@@ -60,3 +63,17 @@ def mesh(request: pytest.FixtureRequest, tmp_path: Path, multicast: None) -> Ite
 def static_mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mesh]:
     """Peers that use only --peer (no multicast needed)."""
     yield from _mesh(request, tmp_path)
+
+
+@pytest.fixture
+def closing() -> Iterator[Callable[[T], T]]:
+    """Close what a test opens (the official SDK clients hold connections), even when the test fails."""
+    opened: list[Any] = []
+
+    def register(thing: T) -> T:
+        opened.append(thing)
+        return thing
+
+    yield register
+    for thing in reversed(opened):
+        thing.close()

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from herd_mesh import gpu_queue
-from herd_mesh.gpu_queue import GpuQueue, QueuedJob
+from herd_mesh import errors as gpu_queue
+from herd_mesh.core.work import Work
+from herd_mesh.services.gpu_queue import GpuQueue, QueuedJob
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
 
@@ -18,15 +19,7 @@ def anyio_backend() -> str:
 
 
 def job(job_id: str, estimate_s: float = 1.0) -> QueuedJob:
-    return QueuedJob(
-        job_id=job_id,
-        model="z-image-turbo",
-        width=512,
-        height=512,
-        steps=4,
-        entry_node="studio",
-        estimate_s=estimate_s,
-    )
+    return QueuedJob(Work.image("z-image-turbo", 512, 512, 4, job_id), entry_node="studio", estimate_s=estimate_s)
 
 
 class Runner:
@@ -174,7 +167,7 @@ async def test_withdraw_takes_a_waiting_job_out() -> None:
         await runner.submit(job(name))
     changes.clear()
     assert queue.withdraw("b") is True
-    with pytest.raises(gpu_queue.Withdrawn):
+    with pytest.raises(gpu_queue.JobMoved):
         await runner.tasks["b"]
     assert ids(queue.waiting) == ["c"]
     assert changes == [2]  # observers hear about it

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from herd_mesh.hfcache import hub_cache_dir, weights_cached
+from herd_mesh.engines.hfcache import hub_cache_dir, weights_cached
 
 
 @pytest.fixture

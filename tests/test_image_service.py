@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from herd_mesh.image_service import TRANSFER_BASE_S, view_from_state
-from herd_mesh.scheduling import PeerView
+from herd_mesh.core.views import TRANSFER_BASE_S
+from herd_mesh.core.views import image_view as view_from_state
+from herd_mesh.core.work import PeerView
 
 NOW = 1_000_000.0
 
@@ -34,7 +35,7 @@ def test_a_well_formed_document() -> None:
     )
     assert peer.accepting and peer.installed == {"z-image-turbo", "flux-dev"} and peer.cached == {"z-image-turbo"}
     assert (peer.backlog_s, peer.job_ids, peer.slots) == (11.5, {"r1", "w1"}, 2)
-    assert peer.ms_per_mp_step == {"z-image-turbo": 400.0} and peer.prior_ms_per_mp_step == {"flux-dev": 900.0}
+    assert peer.ms_per_unit == {"z-image-turbo": 400.0} and peer.prior_ms_per_unit == {"flux-dev": 900.0}
     assert peer.transfer_s == TRANSFER_BASE_S
 
 

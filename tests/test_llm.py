@@ -8,9 +8,11 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import ollama
@@ -19,6 +21,7 @@ import pytest
 
 from tests.harness import Mesh, Peer, wait_until
 
+T = TypeVar("T")
 STANDIN = Path(__file__).parent / "standins" / "ollama_standin.py"
 
 
@@ -36,6 +39,9 @@ class Standin:
         line = self.proc.stdout.readline().decode()
         assert line.startswith("OLLAMA_STANDIN_LISTENING "), line
         self.url = line.split()[1]
+        self.output: list[bytes] = []  # drained, so a chatty stand-in never blocks on a full pipe
+        self._drain = threading.Thread(target=lambda: self.output.extend(self.proc.stdout or ()), daemon=True)
+        self._drain.start()
 
     def requests(self) -> list[dict]:
         return httpx.get(self.url + "/_standin/state", timeout=5).json()["requests"]
@@ -44,6 +50,9 @@ class Standin:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._drain.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 class Fleet:
@@ -113,9 +122,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory, multicast: None) -> Iterator[
         mesh.close()
 
 
-def test_openai_client_against_a_peer(pair: tuple[Peer, Peer, Fleet]) -> None:
+def test_openai_client_against_a_peer(pair: tuple[Peer, Peer, Fleet], closing: Callable[[T], T]) -> None:
     a, _, _ = pair
-    client = openai.OpenAI(base_url=a.url + "/v1", api_key="any")
+    client = closing(openai.OpenAI(base_url=a.url + "/v1", api_key="any"))
     raw = client.chat.completions.with_raw_response.create(
         model="qwen3:8b", messages=[{"role": "user", "content": "Hello"}]
     )
@@ -136,9 +145,9 @@ def test_openai_client_against_a_peer(pair: tuple[Peer, Peer, Fleet]) -> None:
     assert missing.value.type == "not_found_error"
 
 
-def test_ollama_client_against_the_other_peer(pair: tuple[Peer, Peer, Fleet]) -> None:
+def test_ollama_client_against_the_other_peer(pair: tuple[Peer, Peer, Fleet], closing: Callable[[T], T]) -> None:
     _, b, _ = pair
-    client = ollama.Client(host=b.url)
+    client = closing(ollama.Client(host=b.url))
     assert client.chat(model="llama3.2:3b", messages=[{"role": "user", "content": "hi"}]).message.content
     parts = list(client.chat(model="qwen3:8b", messages=[{"role": "user", "content": "a b c"}], stream=True))
     assert "".join(p.message.content or "" for p in parts) == "[ollama-bravo] echo: a b c" and parts[-1].done
@@ -186,12 +195,12 @@ def test_streams_pass_through_in_pieces(pair: tuple[Peer, Peer, Fleet]) -> None:
     assert events[-1][1] == b"data: [DONE]" and events[-1][0] - events[0][0] > 1.5
 
 
-def test_tags_and_outcomes_are_recorded(pair: tuple[Peer, Peer, Fleet]) -> None:
+def test_tags_and_outcomes_are_recorded(pair: tuple[Peer, Peer, Fleet], closing: Callable[[T], T]) -> None:
     a, b, _ = pair
     body = {"model": "qwen3:8b", "messages": [{"role": "user", "content": "tagged"}], "stream": False,
             "metadata": {"tags": ["project-x"]}}  # fmt: skip
     assert a.post("/api/chat", json=body, headers={"X-Herd-Tags": "nightly, batch"}).status_code == 200
-    client = openai.OpenAI(base_url=a.url + "/v1", api_key="any")
+    client = closing(openai.OpenAI(base_url=a.url + "/v1", api_key="any"))
     client.embeddings.create(model="nomic-embed-text", input="x", extra_headers={"X-Herd-Tags": "search"})
     a.post("/api/chat", json={"model": "nope:1b", "messages": []})
 
@@ -235,7 +244,7 @@ def test_bad_requests_get_clear_json_errors(pair: tuple[Peer, Peer, Fleet]) -> N
     assert refused.headers["X-Fleet-Node"] == "alpha"
 
 
-def test_failover_before_the_first_byte_and_a_peer_without_ollama(fleet: Fleet) -> None:
+def test_failover_before_the_first_byte_and_a_peer_without_ollama(fleet: Fleet, closing: Callable[[T], T]) -> None:
     mesh = fleet.mesh
     good = fleet.standin("ollama-alpha", "llama3.2:3b")
     busy = fleet.standin("ollama-bravo", "llama3.2:3b", "llama3.2:3b", fail_status=503)  # loaded: preferred
@@ -254,7 +263,7 @@ def test_failover_before_the_first_byte_and_a_peer_without_ollama(fleet: Fleet) 
         assert response.headers["X-Fleet-Node"] == "alpha" and response.headers["X-Fleet-Attempts"] == "2"
         assert response.json()["message"]["content"] == "[ollama-alpha] echo: hi"
         assert len([r for r in busy.requests() if r["path"] == "/api/chat"]) == before + 1
-    stream = openai.OpenAI(base_url=c.url + "/v1", api_key="any").chat.completions.create(
+    stream = closing(openai.OpenAI(base_url=c.url + "/v1", api_key="any")).chat.completions.create(
         model="llama3.2:3b", messages=[{"role": "user", "content": "streamed"}], stream=True
     )
     assert (
@@ -272,7 +281,9 @@ def test_failover_before_the_first_byte_and_a_peer_without_ollama(fleet: Fleet) 
     assert failed.status_code == 503 and "bravo" in failed.json()["error"], failed.text
 
 
-def test_a_stream_that_breaks_after_the_first_byte_ends_with_an_error_event(fleet: Fleet) -> None:
+def test_a_stream_that_breaks_after_the_first_byte_ends_with_an_error_event(
+    fleet: Fleet, closing: Callable[[T], T]
+) -> None:
     mesh = fleet.mesh
     entry = mesh.add("alpha", mflux=False, ollama_url=fleet.standin("ollama-alpha", "llama3.2:3b").url)
     standins = {
@@ -295,7 +306,7 @@ def test_a_stream_that_breaks_after_the_first_byte_ends_with_an_error_event(flee
     assert "error" in rest[-1] and victim in rest[-1]["error"], rest
     # 2. the worker itself dies mid-stream: the entry ends the SSE stream with an error event the client raises
     survivor = ({"bravo", "charlie"} - {victim}).pop()
-    client = openai.OpenAI(base_url=entry.url + "/v1", api_key="any", max_retries=0)
+    client = closing(openai.OpenAI(base_url=entry.url + "/v1", api_key="any", max_retries=0))
     stream = client.chat.completions.create(model="qwen3:8b", messages=body["messages"], stream=True)
     chunks = iter(stream)
     assert next(chunks).choices[0].delta.content

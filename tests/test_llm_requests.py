@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from herd_mesh.core.model_request import parse_audio_form, parse_llm_request
 from herd_mesh.engines.whisper import model_sources
 from herd_mesh.errors import RequestError
-from herd_mesh.llm_requests import parse_audio_form, parse_llm_request
 
 
 def test_llm_bodies() -> None:

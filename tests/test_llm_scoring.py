@@ -7,19 +7,20 @@ from collections import Counter
 
 import pytest
 
-from herd_mesh.llm_scoring import (
+from herd_mesh.core.model_scoring import (
     ANY_MODEL,
-    GB,
     LLM_COSTS,
     STT_COSTS,
     Costs,
     ModelFacts,
-    facts_from_state,
     load_seconds,
     normalize_model,
     rank_peers,
     sent_for,
 )
+from herd_mesh.core.units import GIB as GB
+from herd_mesh.core.views import facts_from_state
+from herd_mesh.core.work import Work
 
 M = "qwen3:8b"
 
@@ -50,7 +51,7 @@ def facts(
 
 
 def order(peers: list[ModelFacts], model: str = M, costs: Costs = LLM_COSTS, **kwargs: object) -> list[str]:
-    return [c.node_id for c in rank_peers(peers, model, costs, rng=random.Random(1), **kwargs)]  # type: ignore[arg-type]
+    return [c.node_id for c in rank_peers(peers, Work.request("llm", model), costs, rng=random.Random(1), **kwargs)]  # type: ignore[arg-type]
 
 
 def test_a_peer_with_the_model_loaded_is_strongly_preferred() -> None:
@@ -79,7 +80,8 @@ def test_equal_peers_prefer_no_hop_and_otherwise_share() -> None:
     assert order([other, me]) == ["me", "other"]
     a, b = facts("a", loaded=True), facts("b", loaded=True)
     firsts = Counter(
-        c[0].node_id for c in (rank_peers([a, b], M, LLM_COSTS, rng=random.Random(i)) for i in range(40))
+        c[0].node_id
+        for c in (rank_peers([a, b], Work.request("llm", M), LLM_COSTS, rng=random.Random(i)) for i in range(40))
     )
     assert set(firsts) == {"a", "b"}
 
@@ -88,8 +90,10 @@ def test_requests_sent_but_not_yet_advertised_count() -> None:
     a, b = facts("a", loaded=True), facts("b", loaded=True)
     sent = []
     for i in range(4):  # a burst from one entry peer, before any advertisement moved: spread, not piled
-        first = rank_peers([a, b], M, LLM_COSTS, sent=sent, rng=random.Random(i))[0].node_id
-        sent.append(sent_for(a if first == "a" else b, M, LLM_COSTS, f"job{i}", sent=sent, now=0.0))
+        first = rank_peers([a, b], Work.request("llm", M), LLM_COSTS, sent=sent, rng=random.Random(i))[0].node_id
+        sent.append(
+            sent_for(a if first == "a" else b, Work.request("llm", M, f"job{i}"), LLM_COSTS, sent=sent, now=0.0)
+        )
     assert Counter(s.node_id for s in sent) == {"a": 2, "b": 2}
 
 

@@ -2,19 +2,52 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from zeroconf import IPVersion
-from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+from zeroconf import IPVersion, ServiceInfo, Zeroconf
 
-from herd_mesh import txt
+from herd_mesh.core import txt
 from tests.harness import Mesh, next_address, wait_until
+
+
+class FakePeer:
+    """An HTTP server at `host:11435` that answers pings as another node, and counts them."""
+
+    def __init__(self, host: str, *, answers_as: str, mesh: str) -> None:
+        self.url = f"http://{host}:11435"
+        self.pings = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                fake.pings += 1
+                body = json.dumps({"proto": 1, "node_id": answers_as, "mesh": mesh, "boot_id": "b", "url": fake.url})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((host, 11435), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakePeer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def up_ids(peer) -> set[str]:
@@ -109,35 +142,37 @@ def test_static_peers_without_mdns(static_mesh: Mesh) -> None:
 def test_other_meshes_and_foreign_records_are_ignored(mesh: Mesh, tmp_path) -> None:
     a = mesh.add("alpha")
     other = Mesh(tmp_path / "other")
+    host = next_address()
+    junk = [
+        {"v": "0", "id": "oldtimer", "mesh": mesh.name},  # an older protocol version
+        {"hello": "world"},  # not ours at all
+        {"v": "1", "id": "broken", "mesh": mesh.name, "sv": "NaN"},  # malformed
+        {"v": "1", "mesh": mesh.name},  # no node id
+        {"v": "1", "id": "<img src=x onerror=alert(1)>", "mesh": mesh.name},  # a name no peer may have
+    ]
+    zc = Zeroconf(interfaces=[host], ip_version=IPVersion.V4Only)
     try:
         stranger = other.add("stranger")
-        host = next_address()
-
-        async def announce_junk() -> None:
-            azc = AsyncZeroconf(interfaces=[host], ip_version=IPVersion.V4Only)
-            records = [
-                {"v": "0", "id": "oldtimer", "mesh": mesh.name},  # an older protocol version
-                {"hello": "world"},  # not ours at all
-                {"v": "1", "id": "broken", "mesh": mesh.name, "sv": "NaN"},  # malformed
-                {"v": "1", "mesh": mesh.name},  # no node id
-            ]
-            infos = [
-                AsyncServiceInfo(txt.SERVICE_TYPE, f"junk{i}@{mesh.name}.{txt.SERVICE_TYPE}",
-                                 addresses=[socket.inet_aton(host)], port=11435, properties=props)
-                for i, props in enumerate(records)
-            ]  # fmt: skip
-            for info in infos:
-                await azc.async_register_service(info)
-            await asyncio.sleep(2.0)
-            await azc.async_unregister_all_services()
-            await azc.async_close()
-
-        asyncio.run(announce_junk())
+        for i, props in enumerate(junk):
+            zc.register_service(
+                ServiceInfo(
+                    txt.SERVICE_TYPE,
+                    f"junk{i}@{mesh.name}.{txt.SERVICE_TYPE}",
+                    addresses=[socket.inet_aton(host)],
+                    port=11435,
+                    properties=props,
+                )
+            )
+        # while every record is still announced: alpha has seen and refused each one, and lists only itself
+        wait_until(lambda: a.log_tail(400).count("ignoring mDNS record junk") == len(junk), 10,
+                   what="alpha to read and refuse every junk record")  # fmt: skip
+        wait_until(lambda: "ignoring stranger" in a.log_tail(400), 10, what="alpha to see the other mesh's peer")
         assert up_ids(a) == {"alpha"}
         assert set(a.statuses()) == {"alpha"}
         assert a.alive and stranger.alive
-        assert "ignoring" in a.log_tail(200)
     finally:
+        zc.unregister_all_services()
+        zc.close()
         other.close()
 
 
@@ -173,13 +208,18 @@ def test_forged_peer_headers_cannot_add_move_or_remove_peers(mesh: Mesh) -> None
     a, b = mesh.add("alpha"), mesh.add("bravo")
     mesh.wait_all_see_each_other()
     claim = {"X-Herd-Mesh": mesh.name}
-    # a fake peer at an address where nothing answers
-    a.get("/mesh/ping", headers={**claim, "X-Herd-Node": "evil", "X-Herd-Url": "http://127.0.0.1:9"})
-    # bravo "moved" to an address that is not bravo
-    a.get("/mesh/ping", headers={**claim, "X-Herd-Node": "bravo", "X-Herd-Url": "http://127.0.0.1:9"})
-    # a leave notice for bravo, which is alive and not leaving
-    a.post("/mesh/leave", headers={**claim, "X-Herd-Node": "bravo"})
-    time.sleep(1.5)
-    peers = {p["node_id"]: p for p in a.get("/mesh/peers").json()["peers"]}
-    assert set(peers) == {"alpha", "bravo"}
-    assert peers["bravo"]["status"] == "up" and peers["bravo"]["url"] == b.url
+    with FakePeer(next_address(), answers_as="mallory", mesh=mesh.name) as fake:
+        # a fake peer, and bravo "moved" to an address where someone else answers
+        a.get("/mesh/ping", headers={**claim, "X-Herd-Node": "evil", "X-Herd-Url": fake.url})
+        a.get("/mesh/ping", headers={**claim, "X-Herd-Node": "bravo", "X-Herd-Url": fake.url})
+        # a leave notice for bravo, which is alive and not leaving
+        a.post("/mesh/leave", headers={**claim, "X-Herd-Node": "bravo"})
+        # alpha checked every claim (it pinged the claimed address, and bravo) and refused them
+        wait_until(lambda: fake.pings >= 2, 10, what="alpha to check the claimed address")
+        wait_until(lambda: "claimed to be evil" in a.log_tail(300) and "claimed to be bravo" in a.log_tail(300), 10,
+                   what="alpha to refuse both claims")  # fmt: skip
+        wait_until(lambda: "ignoring a leave notice for bravo" in a.log_tail(300), 10,
+                   what="alpha to refuse the leave notice")  # fmt: skip
+        peers = {p["node_id"]: p for p in a.get("/mesh/peers").json()["peers"]}
+        assert set(peers) == {"alpha", "bravo"}
+        assert peers["bravo"]["status"] == "up" and peers["bravo"]["url"] == b.url

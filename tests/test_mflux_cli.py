@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from herd_mesh.core.catalogue import MODELS
 from herd_mesh.engines.base import ImageJob
 from herd_mesh.engines.mflux_cli import MfluxCliEngine
 from herd_mesh.errors import EngineError
-from herd_mesh.image_models import MODELS
 from tests.standins.install import install_mflux_standin
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -126,12 +126,13 @@ async def test_installed_models_come_from_the_commands_on_the_path(engine: Mflux
 async def test_a_job_returns_a_png_of_the_requested_size(
     engine: MfluxCliEngine, log: Path, tmpdir_root: Path
 ) -> None:
-    out = await engine.generate(job(width=64, height=48))
+    steps: list[tuple[int, int]] = []
+    out = await engine.generate(job(width=64, height=48), lambda i, n: steps.append((i, n)))
     assert png_size(out.png) == (64, 48)
     assert out.generation_ms > 0
     start = events(log)[0]
     assert (start["width"], start["height"], start["steps"], start["seeds"]) == (64, 48, 2, [7])
-    assert engine.progress is None  # only while a job runs
+    assert steps and steps[-1] == (2, 2)  # mflux's tqdm bar on stderr, parsed step by step
     assert leftovers(tmpdir_root) == []
 
 

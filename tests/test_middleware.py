@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from herd_mesh.app import UPLOAD_PATHS, create_app
-from herd_mesh.middleware import MAX_BODY_BYTES
+from herd_mesh.web.app import UPLOAD_PATHS
+from herd_mesh.web.middleware import MAX_BODY_BYTES, BodyLimitMiddleware
 
 MB = 1024 * 1024
 
@@ -20,9 +22,10 @@ async def _size(request: Request) -> Response:
 
 @pytest.fixture
 def client() -> TestClient:
-    """No lifespan: the node is never started, the routes only count the body they were let read."""
+    """The middleware alone, in front of routes that only count the body they were let read."""
     routes = [Route(path, _size, methods=["POST"]) for path in ("/api/chat", *UPLOAD_PATHS)]
-    return TestClient(create_app(node=None, extra_routes=routes))  # type: ignore[arg-type]
+    app = Starlette(routes=routes, middleware=[Middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS)])
+    return TestClient(app)
 
 
 def multipart(size: int) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from herd_mesh.model_lists import openai_models, union_ps, union_tags
+from herd_mesh.core.model_lists import openai_models, union_ps, union_tags
 
 
 def test_tags_are_deduplicated_by_name_with_every_peer_that_has_the_model() -> None:

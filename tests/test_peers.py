@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from herd_mesh.peers import FORGET_AFTER_S, SUSPECT_TO_DOWN_S, PeerTable
-from herd_mesh.txt import Summary
+from herd_mesh.core.peer_table import FORGET_AFTER_S, SUSPECT_TO_DOWN_S, PeerTable
 
 URL = "http://192.168.1.20:11435"
 STATIC_URL = "http://192.168.1.30:11435"
@@ -143,16 +142,14 @@ def test_a_restart_noticed_on_contact_asks_for_a_fresh_fetch() -> None:
 
 def test_an_address_change_updates_the_url_in_place() -> None:
     t = table()
-    summary = Summary(node_id="studio", mesh="default", boot_id="b1", state_version=1)
     t.discovered("studio", URL, now=0.0, boot_id="b1")
     t.contact_ok("studio", now=0.0, boot_id="b1")
-    t.discovered("studio", "http://192.168.1.99:11435", now=1.0, boot_id="b1", summary=summary)
+    t.discovered("studio", "http://192.168.1.99:11435", now=1.0, boot_id="b1")
     assert len(t.all()) == 1
     peer = t.get("studio")
     assert peer is not None
     assert peer.url == "http://192.168.1.99:11435"
     assert peer.status == "up"  # same process: what we knew still holds
-    assert peer.summary == summary
 
 
 def test_self_is_never_added() -> None:

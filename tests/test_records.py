@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
-from herd_mesh.records import Records, RequestRecord, summarize
+from herd_mesh.core.stats import summarize
+from herd_mesh.storage.records import Records, RequestRecord
+from herd_mesh.storage.writer import Writer
 
 
 @pytest.fixture
 def records(tmp_path: Path) -> Iterator[Records]:
-    r = Records(tmp_path / "data" / "records.sqlite")
+    r = Records(tmp_path / "data" / "records.sqlite", Writer())
     yield r
     r.close()
 
@@ -146,10 +148,10 @@ def test_prune_removes_old_rows(records: Records) -> None:
 
 def test_rows_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "records.sqlite"
-    first = Records(path)
+    first = Records(path, Writer())
     first.add(image(1.0, job_id="before-restart", prompt="a red fox"))
     first.close()
-    again = Records(path)
+    again = Records(path, Writer())
     try:
         rows = again.rows(since=0.0)
         assert [(r["job_id"], r["prompt"]) for r in rows] == [("before-restart", "a red fox")]

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from herd_mesh.core.api_errors import stream_error_event
+from herd_mesh.dispatch.relay import Reader, framing, while_alive
 from herd_mesh.errors import PeerUnreachable
-from herd_mesh.relay import Reader, framing, stream_error_event, while_alive
 
 
 async def chunks(*parts: bytes, fail_after: bool = False) -> AsyncIterator[bytes]:

@@ -7,28 +7,25 @@ from collections import Counter
 
 import pytest
 
-from herd_mesh import scheduling
-from herd_mesh.scheduling import (
-    Choice,
-    ImageWork,
-    PeerView,
-    Sent,
-    backlog_seconds,
+import herd_mesh.core
+from herd_mesh.core import ranking as scheduling
+from herd_mesh.core.ledger import Ledger
+from herd_mesh.core.ranking import (
     expected_completion_s,
     load_seconds,
-    prune_sent,
-    queue_finish_s,
     rank,
     redirect_target,
     run_seconds,
     sent_record,
-    steal_pick,
-    steal_target,
-    unseen_backlog_s,
 )
+from herd_mesh.core.stealing import backlog_seconds, queue_finish_s, steal_pick, steal_target
+from herd_mesh.core.work import Choice, PeerView, Sent, Work
+
+ImageWork = Work.image
+
 
 MODEL = "z-image-turbo"
-WORK = ImageWork(MODEL, 1000, 1000, 4, job_id="new")  # 4 megapixel-steps
+WORK = ImageWork(MODEL, 1000, 1000, 4, "new")  # 4 megapixel-steps
 MODELS = frozenset({MODEL})
 
 
@@ -38,13 +35,13 @@ def peer(node_id: str, ms: float, **kw: object) -> PeerView:
         "installed": MODELS,
         "cached": MODELS,
         "loaded": MODELS,
-        "ms_per_mp_step": {MODEL: ms},
+        "ms_per_unit": {MODEL: ms},
     }
     fields.update(kw)
     return PeerView(node_id, **fields)  # type: ignore[arg-type]
 
 
-def best(peers: list[PeerView], work: ImageWork = WORK, seed: int = 0, **kw: object) -> str:
+def best(peers: list[PeerView], work: Work = WORK, seed: int = 0, **kw: object) -> str:
     return rank(peers, work, rng=random.Random(seed), **kw)[0].node_id  # type: ignore[arg-type]
 
 
@@ -56,7 +53,7 @@ def exact_ties(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_megapixel_steps_and_run_seconds() -> None:
-    assert ImageWork(MODEL, 1024, 1024, 4).megapixel_steps() == pytest.approx(4.194304)
+    assert ImageWork(MODEL, 1024, 1024, 4).units == pytest.approx(4.194304)
     assert run_seconds(peer("a", 1500.0), WORK) == 6.0
 
 
@@ -88,9 +85,9 @@ def test_fast_busy_beats_slow_idle_exactly_when_the_arithmetic_says_so(
 
 def test_measured_speed_beats_prior_and_prior_beats_the_unknown_default() -> None:
     measured = PeerView(
-        "a", installed=MODELS, loaded=MODELS, ms_per_mp_step={MODEL: 500.0}, prior_ms_per_mp_step={MODEL: 9000.0}
+        "a", installed=MODELS, loaded=MODELS, ms_per_unit={MODEL: 500.0}, prior_ms_per_unit={MODEL: 9000.0}
     )
-    prior_only = PeerView("b", installed=MODELS, loaded=MODELS, prior_ms_per_mp_step={MODEL: 2000.0})
+    prior_only = PeerView("b", installed=MODELS, loaded=MODELS, prior_ms_per_unit={MODEL: 2000.0})
     nothing = PeerView("c", installed=MODELS, loaded=MODELS)
     assert run_seconds(measured, WORK) == 2.0
     assert run_seconds(prior_only, WORK) == 8.0
@@ -102,8 +99,6 @@ def test_work_sent_but_not_yet_advertised_is_counted(exact_ties: None) -> None:
     a = peer("a", 1000.0)  # idle: 4 s
     b = peer("b", 1500.0)  # idle: 6 s
     sent = [Sent("j1", "a", 3.0, 100.0), Sent("j2", "a", 4.0, 100.5), Sent("j3", "b", 1.0, 100.5)]
-    assert unseen_backlog_s(a, sent) == 7.0
-    assert unseen_backlog_s(b, sent) == 1.0
     assert best([a, b]) == "a"
     ranked = rank([a, b], WORK, sent=sent, rng=random.Random(0))
     assert [(c.node_id, c.completion_s) for c in ranked] == [("b", 7.0), ("a", 11.0)]
@@ -113,7 +108,6 @@ def test_work_sent_but_not_yet_advertised_is_counted(exact_ties: None) -> None:
 def test_sent_work_the_advertisement_already_shows_is_not_counted_twice(exact_ties: None) -> None:
     a = peer("a", 1000.0, backlog_s=3.0, job_ids=frozenset({"j1"}))
     sent = [Sent("j1", "a", 3.0, 100.0), Sent("j2", "a", 2.0, 100.5)]
-    assert unseen_backlog_s(a, sent) == 2.0
     assert rank([a], WORK, sent=sent, rng=random.Random(0))[0].completion_s == 3.0 + 2.0 + 4.0
 
 
@@ -238,7 +232,7 @@ def test_queue_finish_times_load_each_model_once() -> None:
         installed=both,
         cached=both,
         loaded=MODELS,
-        ms_per_mp_step={MODEL: 1000.0, "flux-dev": 2000.0},
+        ms_per_unit={MODEL: 1000.0, "flux-dev": 2000.0},
         load_s={"flux-dev": 10.0},
     )
     queue = [WORK, ImageWork("flux-dev", 1000, 1000, 1, "d1"), ImageWork("flux-dev", 1000, 1000, 1, "d2")]
@@ -286,15 +280,24 @@ def test_steal_pick_refuses_when_moving_does_not_clearly_help() -> None:
 # ------------------------------------------------------------------------------------- bookkeeping
 
 
-def test_prune_sent_forgets_advertised_and_expired_records() -> None:
-    views = [peer("a", 1000.0, job_ids=frozenset({"seen"}))]
-    sent = [Sent("seen", "a", 1.0, 9.0), Sent("fresh", "a", 1.0, 9.0), Sent("old", "a", 1.0, 0.0)]
-    kept = prune_sent(sent, views, now=10.0, ttl_s=3.0)
-    assert [s.job_id for s in kept] == ["fresh"]
+def test_the_ledger_keeps_open_sends_until_closed_and_hints_for_their_memory() -> None:
+    ledger = Ledger(hint_memory_s=3.0)
+    ledger.open(Sent("open", "a", 1.0, 0.0))
+    ledger.hint(Sent("fresh", "a", 1.0, 9.0))
+    ledger.hint(Sent("old", "a", 1.0, 0.0))
+    assert sorted(s.job_id for s in ledger.pending(10.0)) == ["fresh", "open"]
+    ledger.close("open")
+    assert [s.job_id for s in ledger.pending(10.0)] == ["fresh"]
+    assert ledger.pending(12.5) == []
 
 
-def test_the_module_stays_pure() -> None:
-    """The peer and the simulator share it; nothing here may touch the network, the clock or a process."""
-    forbidden = {"asyncio", "httpx", "zeroconf", "psutil", "sqlite3", "time", "socket", "subprocess"}
-    names = {getattr(v, "__name__", "").split(".")[0] for v in vars(scheduling).values()}
-    assert not names & forbidden
+def test_the_core_stays_pure() -> None:
+    """The peer and the simulator share it; nothing there may touch the network, the clock or a process."""
+    import importlib
+    import pkgutil
+
+    forbidden = {"asyncio", "httpx", "zeroconf", "psutil", "sqlite3", "time", "socket", "subprocess", "random"}
+    for info in pkgutil.iter_modules(herd_mesh.core.__path__):
+        module = importlib.import_module(f"herd_mesh.core.{info.name}")
+        names = {getattr(v, "__name__", "").split(".")[0] for v in vars(module).values()}
+        assert not names & forbidden, info.name

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from herd_mesh.core.settings import SCHEMA, merge, validate_changes
 from herd_mesh.errors import RequestError
-from herd_mesh.settings import SCHEMA, SettingsStore, merge, validate_changes
+from herd_mesh.storage.settings_store import SettingsStore
 
 DEFAULTS = {key: setting.default for key, setting in SCHEMA.items()}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from herd_mesh.settings import SettingsStore
+from herd_mesh.storage.settings_store import SettingsStore
 from tests.harness import Mesh, Peer, wait_until
 
 PROPAGATION_S = 2.0  # the promise

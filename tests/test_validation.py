@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from herd_mesh.errors import RequestError
-from herd_mesh.validation import (
+from herd_mesh.core.image_request import (
     FIELDS,
     ImageRequest,
     header_tags,
@@ -16,6 +15,7 @@ from herd_mesh.validation import (
     parse_json_object,
     parse_openai_request,
 )
+from herd_mesh.errors import RequestError
 
 
 def body(**fields: Any) -> dict[str, Any]:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..core.image_request import ImageJob
 
-@dataclass(frozen=True)
-class ImageJob:
-    """A validated image request, as an engine receives it (the seed is always concrete here)."""
+__all__ = ["ImageEngine", "ImageJob", "ImageOutput", "Progress"]
 
-    job_id: str
-    model: str
-    prompt: str
-    width: int = 1024
-    height: int = 1024
-    steps: int = 4
-    quantize: int = 8
-    seed: int = 0
-    negative_prompt: str = ""
+Progress = Callable[[int, int], None]  # (step done, steps in all), called as the engine reports them
 
 
 @dataclass(frozen=True)
@@ -42,6 +34,8 @@ class ImageEngine(Protocol):
 
     def loaded_models(self) -> set[str]: ...
 
-    async def generate(self, job: ImageJob) -> ImageOutput: ...
+    def set_keep_alive(self, seconds: float) -> None: ...  # how long an idle model may stay loaded
+
+    async def generate(self, job: ImageJob, progress: Progress | None = None) -> ImageOutput: ...
 
     async def aclose(self) -> None: ...

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..core.catalogue import INSTALL_COMMAND, MODELS, ImageModel
 from ..errors import EngineError
-from ..image_models import MODELS, ImageModel
-from .base import ImageJob, ImageOutput
+from .base import ImageJob, ImageOutput, Progress
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,6 @@ class MfluxCliEngine:
             reap_orphans(pid_dir)
         self._found: dict[str, str] = {}
         self._scanned_at = -RESCAN_INTERVAL_S
-        self.progress: tuple[int, int] | None = None  # (step, steps) of the running job, from stderr
 
     def _scan(self) -> dict[str, str]:
         now = time.monotonic()
@@ -101,17 +100,19 @@ class MfluxCliEngine:
     def loaded_models(self) -> set[str]:
         return set()  # a process per image: nothing stays loaded
 
-    async def generate(self, job: ImageJob) -> ImageOutput:
+    def set_keep_alive(self, seconds: float) -> None:
+        """Nothing stays loaded between images here, so there is nothing to keep alive."""
+
+    async def generate(self, job: ImageJob, progress: Progress | None = None) -> ImageOutput:
         model = MODELS.get(job.model)
         executable = self._scan().get(job.model)
         if model is None or executable is None:
-            raise EngineError(f"mflux command for {job.model!r} is not installed here ({'uv tool install mflux'})")
+            raise EngineError(f"mflux command for {job.model!r} is not installed here ({INSTALL_COMMAND})")
         workdir = Path(tempfile.mkdtemp(prefix="herd-mflux-"))
         output = workdir / "image.png"
         argv = build_argv(executable, model, job, output)
         tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         started = time.monotonic()
-        self.progress = (0, job.steps)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -127,7 +128,7 @@ class MfluxCliEngine:
         logger.debug("started %s (pid %d) for job %s", Path(executable).name, proc.pid, job.job_id)
         pid_file = self._record_pid(proc.pid)
         try:
-            readers = asyncio.gather(self._read_stderr(proc, tail), self._drain(proc.stdout))
+            readers = asyncio.gather(self._read_stderr(proc, tail, progress), self._drain(proc.stdout))
             try:
                 await asyncio.wait_for(asyncio.shield(readers), self.timeout_s)
                 returncode = await asyncio.wait_for(proc.wait(), KILL_GRACE_S)
@@ -151,7 +152,6 @@ class MfluxCliEngine:
                 raise EngineError(f"mflux wrote {image.name}, but it is not a PNG")
             return ImageOutput(png=png, generation_ms=int((time.monotonic() - started) * 1000))
         finally:
-            self.progress = None
             if proc.returncode is None:
                 await _kill_group(proc)
             shutil.rmtree(workdir, ignore_errors=True)
@@ -170,25 +170,18 @@ class MfluxCliEngine:
             logger.warning("cannot record mflux pid in %s: %s", self._pid_dir, exc)
             return None
 
-    async def _read_stderr(self, proc: asyncio.subprocess.Process, tail: collections.deque[str]) -> None:
-        """tqdm redraws with carriage returns: split on both, keep the last lines and the step count."""
+    async def _read_stderr(
+        self, proc: asyncio.subprocess.Process, tail: collections.deque[str], progress: Progress | None
+    ) -> None:
+        """tqdm redraws with carriage returns: split on both, keep the last lines and report the step count."""
         assert proc.stderr is not None
         buffer = ""
         while chunk := await proc.stderr.read(4096):
             buffer += chunk.decode("utf-8", "replace")
             *lines, buffer = re.split(r"[\r\n]", buffer)
             for line in lines:
-                self._note(line, tail)
-        self._note(buffer, tail)
-
-    def _note(self, line: str, tail: collections.deque[str]) -> None:
-        line = line.strip()
-        if not line:
-            return
-        if "|" in line and (match := _PROGRESS_RE.search(line.split("|", 2)[-1])):
-            self.progress = (int(match.group(1)), int(match.group(2)))
-        if not tail or tail[-1] != line:
-            tail.append(line)
+                _note(line, tail, progress)
+        _note(buffer, tail, progress)
 
     @staticmethod
     async def _drain(stream: asyncio.StreamReader | None) -> None:
@@ -219,6 +212,16 @@ def reap_orphans(pid_dir: Path) -> int:
             pass
         path.unlink(missing_ok=True)
     return killed
+
+
+def _note(line: str, tail: collections.deque[str], progress: Progress | None) -> None:
+    line = line.strip()
+    if not line:
+        return
+    if progress is not None and "|" in line and (match := _PROGRESS_RE.search(line.split("|", 2)[-1])):
+        progress(int(match.group(1)), int(match.group(2)))
+    if not tail or tail[-1] != line:
+        tail.append(line)
 
 
 def _find_image(workdir: Path, expected: Path) -> Path | None:

@@ -35,9 +35,9 @@ from typing import Any
 
 import anyio
 
-from herd_mesh import image_models
-from herd_mesh.engines.base import ImageJob, ImageOutput
-from herd_mesh.errors import ConfigError, EngineError
+from ..core import catalogue
+from ..errors import ConfigError, EngineError
+from .base import ImageJob, ImageOutput, Progress
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def available() -> bool:
 
 def load_mflux_model(model_name: str, quantize: int) -> Any:
     """The real loader, run inside the worker: builds the catalogue's mflux class with its ModelConfig."""
-    entry = image_models.get(model_name)
+    entry = catalogue.get(model_name)
     if entry is None or entry.resident is None:
         raise ValueError(f"{model_name} has no Python API entry in the catalogue, so it cannot stay resident")
     module_name, class_name, factory = entry.resident
@@ -248,14 +248,14 @@ class ResidentMfluxEngine:
         if ":" not in loader:
             raise ConfigError(f"loader must be 'module:function', not {loader!r}")
         if models is None:
-            served = frozenset(name for name, model in image_models.MODELS.items() if model.resident is not None)
+            served = frozenset(name for name, model in catalogue.MODELS.items() if model.resident is not None)
         else:
             served = frozenset(models)
-        unknown = sorted(name for name in served if name not in image_models.MODELS)
+        unknown = sorted(name for name in served if name not in catalogue.MODELS)
         if unknown:
             raise ConfigError(f"unknown image models: {', '.join(unknown)}")
         if loader == DEFAULT_LOADER:
-            not_resident = sorted(name for name in served if image_models.MODELS[name].resident is None)
+            not_resident = sorted(name for name in served if catalogue.MODELS[name].resident is None)
             if not_resident:
                 raise ConfigError(f"mflux's Python API is not wired for: {', '.join(not_resident)}")
         self._keep_alive_s = keep_alive_s
@@ -279,8 +279,7 @@ class ResidentMfluxEngine:
     def keep_alive_s(self) -> float:
         return self._keep_alive_s
 
-    @keep_alive_s.setter
-    def keep_alive_s(self, seconds: float) -> None:
+    def set_keep_alive(self, seconds: float) -> None:
         """A changed `image_keep_alive_s` setting applies at once: an idle worker's timer is re-armed."""
         if math.isnan(seconds) or seconds < 0:
             raise ConfigError(f"keep_alive_s must be >= 0 seconds, got {seconds}")
@@ -292,7 +291,7 @@ class ResidentMfluxEngine:
     def loaded_models(self) -> set[str]:
         return {self._loaded} if self._loaded is not None else set()
 
-    async def generate(self, job: ImageJob) -> ImageOutput:
+    async def generate(self, job: ImageJob, progress: Progress | None = None) -> ImageOutput:
         if self._closed:
             raise EngineError("the resident mflux engine is closed")
         if job.model not in self._models:

@@ -1,5 +1,5 @@
-"""Speech-to-text on this machine: mlx-whisper on Apple Silicon, faster-whisper elsewhere, behind one interface,
-and the `stt` service that advertises it.
+"""Speech-to-text engines on this machine: mlx-whisper on Apple Silicon, faster-whisper elsewhere, behind one
+interface.
 
 The one place that knows the Whisper engines and where their models come from: `HERD_WHISPER_MODEL` or
 `whisper_model` in config.toml (a model directory, a model name the engine can fetch, several separated by
@@ -10,7 +10,6 @@ transcription runs in a worker thread, one at a time per peer.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import io
 import logging
@@ -20,14 +19,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..active import ActiveRequests
-from ..errors import EngineError, RequestError
-from ..settings import SettingsStore
+from ..errors import EngineError, Reason, RequestError
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +126,9 @@ def _bundled_model() -> ModelSource | None:
 
 
 def _no_sound() -> RequestError:
-    return RequestError("the audio holds no sound (0 seconds): send a recording with speech", 400, reason="bad-audio")
+    return RequestError(
+        "the audio holds no sound (0 seconds): send a recording with speech", 400, reason=Reason.BAD_AUDIO
+    )
 
 
 class _Models:
@@ -184,7 +183,9 @@ class FasterWhisperEngine(_Models):
             samples = decode_audio(io.BytesIO(audio), sampling_rate=SAMPLE_RATE)
         except Exception as exc:  # noqa: BLE001 - PyAV raises many kinds; all mean "not audio we can read"
             raise RequestError(
-                f"could not decode the audio ({exc}); send WAV, MP3, M4A, FLAC, OGG or WebM", 400, reason="bad-audio"
+                f"could not decode the audio ({exc}); send WAV, MP3, M4A, FLAC, OGG or WebM",
+                400,
+                reason=Reason.BAD_AUDIO,
             ) from exc
         if samples.size == 0:
             raise _no_sound()
@@ -231,7 +232,7 @@ class MlxWhisperEngine(_Models):
             except FileNotFoundError as exc:
                 raise EngineError("mlx-whisper needs ffmpeg to read audio: brew install ffmpeg") from exc
             except Exception as exc:  # noqa: BLE001 - ffmpeg's failure to read the file
-                raise RequestError(f"could not decode the audio: {exc}", 400, reason="bad-audio") from exc
+                raise RequestError(f"could not decode the audio: {exc}", 400, reason=Reason.BAD_AUDIO) from exc
         if samples.size == 0:
             raise _no_sound()
         try:
@@ -263,84 +264,3 @@ def choose_engine(configured: str | None) -> WhisperEngine | None:
         return FasterWhisperEngine(model_sources(configured, engine="faster-whisper"))
     logger.info("no Whisper engine installed: speech-to-text goes to other peers (pip install 'herd-mesh[stt]')")
     return None
-
-
-@dataclass
-class WhisperService:
-    """The `stt` section of the state document: engine, models, what is loaded, and what runs now."""
-
-    node_id: str
-    engine: WhisperEngine | None
-    settings: SettingsStore
-    on_change: Callable[[], None] = lambda: None
-    name: str = "stt"
-    active: ActiveRequests = field(init=False)
-    _failed: dict[str, float] = field(default_factory=dict)  # model -> monotonic time its load failed
-    _turn: asyncio.Lock | None = None
-
-    def __post_init__(self) -> None:
-        self.active = ActiveRequests(lambda: self.on_change())
-
-    def models(self) -> dict[str, int]:
-        if self.engine is None:
-            return {}
-        now = time.monotonic()
-        return {m: s for m, s in self.engine.models().items() if now - self._failed.get(m, -1e9) >= FAILED_RETRY_S}
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.settings.get("transcription"))
-
-    def state(self) -> dict[str, Any]:
-        models = self.models()
-        loaded = sorted(self.engine.loaded() & set(models)) if self.engine else []
-        return {
-            "enabled": self.enabled,
-            "engine": self.engine.name if self.engine else None,
-            "models": sorted(models),
-            "default": self.engine.default_model() if self.engine and models else None,
-            "loaded": loaded,
-            "sizes": {m: s for m, s in models.items() if s > 0},
-            "active": self.active.listing(),
-        }
-
-    def summary(self) -> dict[str, Any]:
-        return {"stt": bool(self.models()) and self.enabled}
-
-    def resolve(self, model: str) -> str:
-        """The model this peer runs for `model` ("" or "whisper-1": its default)."""
-        models = self.models()
-        if self.engine is not None and models and (not model or model in OPENAI_ALIASES):
-            default = self.engine.default_model()
-            return default if default in models else sorted(models)[0]
-        if model in models:
-            return model
-        raise RequestError(
-            f"Whisper model {model!r} is not available on {self.node_id}", 404, reason="not-installed",
-            available=sorted(models),
-        )  # fmt: skip
-
-    async def transcribe(self, audio: bytes, *, model: str, language: str | None, job_id: str) -> Transcript:
-        """Wait for this peer's turn, then transcribe in a worker thread (a cancelled caller's run completes
-        in the thread, and its result is dropped)."""
-        if self.engine is None:
-            raise EngineError(f"{self.node_id} has no Whisper engine (pip install 'herd-mesh[stt]')")
-        name = self.resolve(model)
-        if self._turn is None:
-            self._turn = asyncio.Lock()
-        with self.active.track(job_id, "stt", name):
-            async with self._turn:
-                try:
-                    return await asyncio.to_thread(self.engine.transcribe, audio, model=name, language=language)
-                except EngineError:
-                    if name not in self.engine.loaded():
-                        self._failed[name] = time.monotonic()  # stop advertising it for a while
-                        self.on_change()
-                    raise
-
-    async def start(self) -> None:
-        if self.engine is not None:
-            logger.info("speech-to-text: %s with %s", self.engine.name, ", ".join(self.models()) or "no model")
-
-    async def aclose(self) -> None:
-        return None

@@ -1,0 +1,163 @@
+"""The one function that picks a peer: `rank`, by the smallest expected completion time, corrected for stale
+views. It prices images and every other kind of request alike (see `model_scoring` for how an LLM request
+becomes a `PeerView`).
+
+Pure: frozen snapshots in, decisions out; the randomness is a parameter. Production (`dispatch`) and
+`benchmarks/scheduler.py` both call it, so what the simulator measured is what runs.
+
+Three corrections for stale, simultaneous decisions (chosen with the simulator, see docs/benchmarks.md):
+- the decider adds the work it sent itself that a peer's advertisement does not show yet (`Ledger`);
+- the receiver re-checks with its real queue and may answer "busy, try X" once (`redirect_target`);
+- a peer that runs dry takes queued work from a busier one (`stealing`), which repairs whatever imbalance the
+  first two leave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from . import speed
+from .rng import Rng
+from .work import Choice, PeerView, Sent, Work
+
+UNKNOWN_PEER_FACTOR = 0.25  # speed assumed for a peer that advertises no figure for a model (x M3 Ultra)
+TIE_FRACTION = 0.02  # completion times within 2% of each other count as a tie (dimensionless)
+TIE_S = 0.01  # ... or within 10 ms (seconds), for near-zero times
+MAX_REDIRECTS = 1  # a job is redirected at most this often on arrival, so it can never ping-pong
+REDIRECT_FRACTION = 0.5  # redirect only if elsewhere finishes at least this share sooner (dimensionless)
+REDIRECT_MIN_S = 1.0  # ... and at least this many seconds sooner (seconds)
+
+STATUS_ORDER = {"up": 0, "suspect": 1}  # "down" (or anything else) is never picked
+
+
+def can_serve(peer: PeerView, model: str) -> bool:
+    return peer.status in STATUS_ORDER and peer.accepting and model in peer.installed
+
+
+def ms_per_unit(peer: PeerView, model: str) -> float:
+    """Measured beats prior; a peer that says nothing is assumed slowish rather than fast."""
+    measured = peer.ms_per_unit.get(model)
+    if measured is not None and measured > 0:
+        return measured
+    prior = peer.prior_ms_per_unit.get(model)
+    if prior is not None and prior > 0:
+        return prior
+    return speed.prior_ms_per_mp_step(model, UNKNOWN_PEER_FACTOR)
+
+
+def run_seconds(peer: PeerView, work: Work) -> float:
+    return work.units * ms_per_unit(peer, work.model) / 1000.0
+
+
+def load_seconds(peer: PeerView, model: str) -> float:
+    """Zero when resident; a download on top when the weights are not on disk either."""
+    if model in peer.loaded:
+        return 0.0
+    seconds = peer.load_s.get(model, peer.prior_load_s)
+    if model not in peer.cached:
+        seconds += peer.download_s
+    return seconds
+
+
+def _parts(peer: PeerView, work: Work, unseen_backlog_s: float) -> tuple[float, float, float, float]:
+    queue = (max(peer.backlog_s, 0.0) + max(unseen_backlog_s, 0.0)) / max(peer.slots, 1)
+    return queue, run_seconds(peer, work), load_seconds(peer, work.model), peer.transfer_s
+
+
+def expected_completion_s(peer: PeerView, work: Work, unseen_backlog_s: float = 0.0) -> float:
+    """Seconds from now until the result is back: queue ahead + own run + cold load + network."""
+    return sum(_parts(peer, work, unseen_backlog_s))
+
+
+def explain(peer: PeerView, work: Work, unseen: float = 0.0) -> str:
+    """The completion time's parts in one line, for logs, headers and the dashboard."""
+    queue, run, load, transfer = _parts(peer, work, unseen)
+    text = f"queue {queue:.1f}s"
+    if unseen > 0:
+        text += f" (incl. {unseen:.1f}s sent, not yet advertised)"
+    text += f" + run {run:.1f}s"
+    if load > 0:
+        text += f" + load {load:.1f}s"
+    if transfer > 0:
+        text += f" + transfer {transfer:.1f}s"
+    return text
+
+
+def sent_record(peer: PeerView, work: Work, *, sent: Iterable[Sent] = (), now: float) -> Sent:
+    """What the decider remembers after sending `work` to `peer`: its run, plus the load unless a job of the
+    same model is already on its way there (that one pays it)."""
+    seconds = run_seconds(peer, work)
+    if not any(s.node_id == peer.node_id and s.model == work.model for s in sent):
+        seconds += load_seconds(peer, work.model)
+    return Sent(work.job_id, peer.node_id, seconds, now, work.model)
+
+
+def tie_band(seconds: float) -> float:
+    return max(TIE_S, TIE_FRACTION * abs(seconds))
+
+
+def rank(peers: Iterable[PeerView], work: Work, *, sent: Iterable[Sent] = (), rng: Rng) -> list[Choice]:
+    """Best first. Up before suspect, never down or unable; near-ties shuffled so equals share the load.
+
+    `sent` is the decider's own ledger: work it sent that an advertisement may not show yet. A job any peer
+    advertises is already in that peer's backlog, so it is not counted twice.
+    """
+    peers = list(peers)
+    advertised = frozenset().union(*(p.job_ids for p in peers))
+    pending = [s for s in sent if s.job_id not in advertised]
+    scored: list[tuple[int, float, str, str]] = []
+    for peer in peers:
+        if not can_serve(peer, work.model):
+            continue
+        mine = [s for s in pending if s.node_id == peer.node_id]
+        unseen = sum(s.seconds for s in mine)
+        if work.model not in peer.loaded and any(s.model == work.model for s in mine):
+            peer = replace(peer, loaded=peer.loaded | {work.model})  # a job already on its way pays the load
+        ect = expected_completion_s(peer, work, unseen)
+        scored.append((STATUS_ORDER[peer.status], ect, peer.node_id, explain(peer, work, unseen)))
+    scored.sort()
+    ranked: list[Choice] = []
+    i = 0
+    while i < len(scored):
+        status, head, _, _ = scored[i]
+        j = i + 1
+        while j < len(scored) and scored[j][0] == status and scored[j][1] - head <= tie_band(head):
+            j += 1
+        group = scored[i:j]
+        rng.shuffle(group)
+        ranked.extend(Choice(node_id, ect, reason) for _, ect, node_id, reason in group)
+        i = j
+    return ranked
+
+
+def redirect_target(
+    here: PeerView,
+    others: Iterable[PeerView],
+    work: Work,
+    *,
+    rng: Rng,
+    sent: Iterable[Sent] = (),
+    hops: int = 0,
+) -> Choice | None:
+    """The receiver's re-check on arrival, with its real queue: a clearly better peer to answer "try X" with.
+
+    Called only by a peer that was sent the job by another; `hops` is how often the job was redirected
+    already, and at `MAX_REDIRECTS` the answer is always None, so a job moves at most once this way. Only up
+    peers are suggested. A receiver that cannot serve the job at all suggests the best one that can.
+    """
+    if hops >= MAX_REDIRECTS:
+        return None
+    here = replace(here, transfer_s=0.0)
+    candidates = [p for p in others if p.node_id != here.node_id and p.status == "up"]
+    ranked = rank(candidates, work, sent=sent, rng=rng)
+    if not ranked:
+        return None
+    best = ranked[0]
+    if not can_serve(here, work.model):
+        return best
+    mine = expected_completion_s(here, work)
+    margin = max(REDIRECT_MIN_S, REDIRECT_FRACTION * mine)
+    if best.completion_s < mine - margin:
+        return Choice(best.node_id, best.completion_s, f"{best.reason}; here {mine:.1f}s")
+    return None

@@ -1,0 +1,181 @@
+"""Adapters from peers' capability documents (another peer's JSON) to the frozen views the core decides on, and
+the one snapshot of the mesh each routing decision reads.
+
+A document is untrusted: a part of the wrong shape counts as empty, a number that is not finite and
+non-negative as absent, and nothing here raises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from .model_scoring import ModelFacts, normalize_model
+from .work import PeerView
+
+TRANSFER_BASE_S = 0.05  # one LAN round trip plus request handling (seconds)
+LIVE = ("up", "suspect")
+
+
+@dataclass(frozen=True)
+class PeerState:
+    """One peer in a snapshot: its status and its capability document (this peer's own is always fresh)."""
+
+    node_id: str
+    status: str
+    document: Mapping[str, Any]
+    is_self: bool = False
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class MeshSnapshot:
+    """The mesh as one decision sees it: every peer (this one first) at one `now`."""
+
+    now: float
+    me: str
+    peers: tuple[PeerState, ...]
+
+    @cached_property
+    def image_views(self) -> list[PeerView]:
+        """Every peer that advertises an image section, as the image scheduler sees it (built once)."""
+        return [image_view(p.node_id, p.status, p.document, is_self=p.is_self, now=self.now) for p in self.peers
+                if isinstance(p.document.get("image"), dict)]  # fmt: skip
+
+    def model_facts(self, kind: str) -> list[ModelFacts]:
+        """Every peer that offers `kind` ("llm", "embeddings", "transcription" or "meta")."""
+        section = section_for(kind)
+        out = []
+        for peer in self.peers:
+            doc = peer.document.get(section)
+            if isinstance(doc, dict):
+                memory = _number(_object(peer.document.get("system")).get("memory_available_gb")) or 0.0
+                out.append(facts_from_state(peer.node_id, peer.status, doc, kind=kind, memory_available_gb=memory,
+                                            is_self=peer.is_self))  # fmt: skip
+        return out
+
+    def holders(self, kind: str) -> dict[str, list[str]]:
+        """Model -> the live peers that advertise it, as each named it."""
+        named: dict[str, list[str]] = {}
+        section = section_for(kind)
+        for peer in self.peers:
+            doc = peer.document.get(section)
+            if peer.status not in LIVE or not isinstance(doc, dict):
+                continue
+            models = doc.get("models")
+            if section == "image":
+                names = [
+                    m for m, s in _object(models).items() if isinstance(s, Mapping) and s.get("installed") is True
+                ]
+            else:
+                names = _names(models)
+            for model in names:
+                named.setdefault(str(model), []).append(peer.node_id)
+        return named
+
+
+def section_for(kind: str) -> str:
+    return {"image": "image", "transcription": "stt"}.get(kind, "llm")
+
+
+def image_view(node_id: str, status: str, state: Any, *, is_self: bool, now: float) -> PeerView:
+    """Adapter: a peer's advertised capability document -> the scheduler's frozen PeerView.
+
+    The remaining time of running jobs is computed here from when they started, so the document itself can
+    stay free of ticking clocks. The document is another peer's JSON: a part of the wrong shape counts as
+    empty, a number that is not finite and non-negative as absent, and nothing here raises.
+    """
+    image = _object(_object(state).get("image"))
+    models = {m: s for m, s in _object(image.get("models")).items() if isinstance(s, dict)}
+    queue = _object(image.get("queue"))
+    speed = _object(image.get("speed"))
+    backlog = 0.0
+    job_ids: set[str] = set()
+    for job in _jobs(queue.get("running")):
+        started = _number(job.get("started_at")) or now
+        backlog += max(0.0, (_number(job.get("estimate_s")) or 0.0) - max(0.0, now - started))
+        job_ids.add(str(job.get("job_id")))
+    for job in _jobs(queue.get("waiting")):
+        backlog += _number(job.get("estimate_s")) or 0.0
+        job_ids.add(str(job.get("job_id")))
+    slots = queue.get("slots")
+    return PeerView(
+        node_id=node_id,
+        status=status,
+        is_self=is_self,
+        accepting=image.get("enabled") is True,
+        installed=frozenset(m for m, s in models.items() if s.get("installed") is True),
+        cached=frozenset(m for m, s in models.items() if s.get("cached") is True),
+        loaded=frozenset(m for m, s in models.items() if s.get("loaded") is True),
+        ms_per_unit=_numbers(speed.get("ms_per_mp_step")),
+        prior_ms_per_unit=_numbers(speed.get("prior_ms_per_mp_step")),
+        load_s=_numbers(speed.get("load_s")),
+        backlog_s=backlog,  # scheduling divides by slots
+        job_ids=frozenset(job_ids),
+        slots=slots if isinstance(slots, int) and not isinstance(slots, bool) and slots >= 1 else 1,
+        transfer_s=0.0 if is_self else TRANSFER_BASE_S,
+    )
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _jobs(value: Any) -> list[dict[str, Any]]:
+    return [job for job in value if isinstance(job, dict)] if isinstance(value, list) else []
+
+
+def _number(value: Any) -> float | None:
+    """A finite, non-negative JSON number as a float; anything else (a string, NaN, -1, true, 1e999) is None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _numbers(value: Any) -> dict[str, float]:
+    return {k: n for k, v in _object(value).items() if isinstance(k, str) and (n := _number(v)) is not None}
+
+
+def facts_from_state(
+    node_id: str,
+    status: str,
+    section: Mapping[str, Any],
+    *,
+    kind: str,
+    memory_available_gb: float,
+    is_self: bool,
+) -> ModelFacts:
+    """Adapter: a peer's `llm` or `stt` state section -> ModelFacts for one kind of request.
+
+    `kind` is "llm", "embeddings" or "transcription" (whose setting must be on), or "meta" (model details:
+    served whatever the settings say). Ollama model names are normalised; Whisper names are kept as they are.
+    """
+    enabled = section.get("enabled")
+    if isinstance(enabled, Mapping):  # Ollama: {"llm": .., "embeddings": ..}; Whisper: one flag
+        accepting = kind == "meta" or enabled.get(kind) is True
+    else:
+        accepting = enabled is True
+    norm = normalize_model if kind != "transcription" else (lambda name: name)
+    return ModelFacts(
+        node_id=node_id,
+        status=status,
+        is_self=is_self,
+        accepting=accepting,
+        installed=frozenset(norm(m) for m in _names(section.get("models"))),
+        loaded=frozenset(norm(m) for m in _names(section.get("loaded"))),
+        sizes={norm(k): int(v) for k, v in _numbers(section.get("sizes")).items()},
+        active=frozenset(str(a.get("job_id")) for a in _jobs(section.get("active"))),
+        memory_available_gb=float(memory_available_gb or 0.0),
+    )
+
+
+def _names(value: Any) -> list[str]:
+    """A list of model names; anything that is not a string is dropped."""
+    return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []

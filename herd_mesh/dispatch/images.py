@@ -1,0 +1,254 @@
+"""Image jobs: run by the one attempt loop, here or on the peer that finishes first.
+
+The entry peer (the one the client called) owns the request until the client has its PNG: it forwards to the
+best peer with one hop only, counts what it sent until the target advertises it, and on refusal, 5xx, an
+unreachable peer or one that dies mid-job tries the next best. The receiving peer re-checks on arrival and may
+answer "busy, try X" once; a job still queued may be stolen by an idle peer, and then goes there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..core import catalogue
+from ..core.attempts import Attempts, switched_off
+from ..core.image_request import MAX_SEED, ImageJob, ImageRequest
+from ..core.ranking import rank, redirect_target, sent_record
+from ..core.rng import Rng
+from ..core.views import MeshSnapshot
+from ..core.work import Choice, Sent, Work
+from ..errors import EngineError, JobMoved, PeerRefused, PeerUnreachable, Reason, RequestError
+from ..mesh.clients import PeerClients, read_capped
+from ..services.image_service import ImageService
+from .dispatcher import Dispatcher
+from .recorder import Recorder
+from .relay import while_alive
+
+logger = logging.getLogger(__name__)
+
+DEADLINE_S = 1800.0  # one overall deadline for a request, retries included
+MAX_PNG_BYTES = 64 * 1024 * 1024  # a peer's image answer larger than this is refused
+H_TAGS = "X-Herd-Tags"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    png: bytes
+    node: str
+    model: str
+    seed: int
+    generation_ms: int
+    queue_ms: int
+    attempts: int
+    width: int
+    height: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-Fleet-Node": self.node,
+            "X-Fleet-Model": self.model,
+            "X-Generation-Time": str(self.generation_ms),
+            "X-Queue-Time": str(self.queue_ms),
+            "X-Fleet-Seed": str(self.seed),
+            "X-Fleet-Attempts": str(self.attempts),
+            "X-Image-Size": f"{self.width}x{self.height}",
+        }
+
+    @classmethod
+    def from_response(cls, png: bytes, headers: Any, fallback_node: str, attempts: int) -> ImageResult:
+        def number(name: str) -> int:
+            value = str(headers.get(name, "0"))
+            return int(value) if value.isascii() and value.isdigit() else 0
+
+        size = str(headers.get("X-Image-Size", "0x0")).split("x")
+        return cls(
+            png=png,
+            node=headers.get("X-Fleet-Node", fallback_node),
+            model=headers.get("X-Fleet-Model", ""),
+            seed=number("X-Fleet-Seed"),
+            generation_ms=number("X-Generation-Time"),
+            queue_ms=number("X-Queue-Time"),
+            attempts=attempts,
+            width=int(size[0]) if size[0].isdigit() else 0,
+            height=int(size[-1]) if size[-1].isdigit() else 0,
+        )
+
+
+class ImageDispatch:
+    """The entry side (`generate`) and the receiving side (`serve_forwarded`) of image jobs on this peer."""
+
+    def __init__(
+        self,
+        *,
+        dispatcher: Dispatcher,
+        service: ImageService,
+        clients: PeerClients,
+        recorder: Recorder,
+        rng: Rng,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self.service = service
+        self._clients = clients
+        self._recorder = recorder
+        self._rng = rng
+
+    @property
+    def me(self) -> str:
+        return self._dispatcher.me
+
+    # -- the entry side ----------------------------------------------------------------------------------------
+    def check_model(self, model: str, snapshot: MeshSnapshot) -> None:
+        """404s before any work: an unknown name, or a known model no peer has installed."""
+        available = snapshot.holders("image")
+        if model in available:
+            return
+        if catalogue.get(model) is None:
+            raise RequestError(f"unknown image model {model!r}", 404,
+                               available=sorted(available) or sorted(catalogue.MODELS))  # fmt: skip
+        raise RequestError(f"no peer in the mesh has {model} installed: {catalogue.INSTALL_HINT}", 404,
+                           available=sorted(available), install=catalogue.INSTALL_COMMAND)  # fmt: skip
+
+    async def generate(self, req: ImageRequest, *, tags: tuple[str, ...] = ()) -> ImageResult:
+        """A client's request: pick, forward or run, fail over, and record the outcome."""
+        job_id = new_job_id()
+        started = time.monotonic()
+        try:
+            if not self.service.enabled:
+                raise switched_off("image generation", "image_generation")
+            self.check_model(req.model, self._dispatcher.snapshot())
+            seed = req.seed if req.seed is not None else self._rng.randint(0, MAX_SEED)  # the same image anywhere
+            tried = await self._dispatcher.run(_Entry(self, req.job(job_id, seed), started + DEADLINE_S))
+        except BaseException as exc:
+            cancelled = not isinstance(exc, Exception)
+            error = "client disconnected" if cancelled else getattr(exc, "message", str(exc))
+            self._recorder.image(req, job_id, tags, status="cancelled" if cancelled else "failed", error=error)
+            raise
+        result = tried.result
+        self._recorder.image(req, job_id, tags, status="ok", result=result)
+        logger.info(
+            "image %s %dx%d on %s in %d ms (queued %d ms, %d attempt%s, %.1f s total)",
+            req.model, req.width, req.height, result.node, result.generation_ms, result.queue_ms,
+            result.attempts, "" if result.attempts == 1 else "s", time.monotonic() - started,
+        )  # fmt: skip
+        return result
+
+    async def run_local(self, job: ImageJob, *, entry_node: str, movable: bool, attempts: int) -> ImageResult:
+        output, queue_ms = await self.service.run(job, entry_node=entry_node, movable=movable)
+        return ImageResult(output.png, self.me, job.model, job.seed, output.generation_ms + output.load_ms,
+                           queue_ms, attempts, job.width, job.height)  # fmt: skip
+
+    # -- the receiving side of a forwarded job -----------------------------------------------------------------
+    async def serve_forwarded(
+        self, req: ImageRequest, *, job_id: str, entry_node: str, redirectable: bool
+    ) -> ImageResult:
+        """A peer sent us this job: run it here, or refuse with a reason it can act on.
+
+        `redirectable` jobs (first hop) may be answered "busy, try X" on arrival, or later, while still queued,
+        be handed to an idle peer that asks for work; either way the entry peer sends them on once more.
+        """
+        me = self.me
+        if not self.service.enabled:
+            raise RequestError(f"image generation is switched off on {me}", 503, reason=Reason.DISABLED)
+        if req.model not in self.service.installed():
+            raise RequestError(f"{req.model} is not installed on {me}", 404, reason=Reason.NOT_INSTALLED)
+        job = req.job(job_id, req.seed or 0)
+        if redirectable:
+            self._redirect_if_better(job.work())
+        try:
+            return await self.run_local(job, entry_node=entry_node, movable=redirectable, attempts=1)
+        except JobMoved as exc:
+            raise RequestError(f"{me} handed the queued job to idle {exc.to}", 503, reason=Reason.BUSY,
+                               redirect_to=exc.to) from exc  # fmt: skip
+        except EngineError as exc:
+            raise RequestError(f"{me}: {exc}", 502, reason=Reason.ENGINE_FAILED) from exc
+
+    def _redirect_if_better(self, work: Work) -> None:
+        now = time.time()
+        snapshot = self._dispatcher.snapshot()
+        views = snapshot.image_views
+        here = next(v for v in views if v.is_self)
+        others = [v for v in views if not v.is_self]
+        ledger = self._dispatcher.ledger
+        better = redirect_target(here, others, work, rng=self._rng, sent=ledger.pending(now))
+        if better is None:
+            return
+        target = next(v for v in others if v.node_id == better.node_id)
+        ledger.hint(sent_record(target, work, now=now))
+        raise RequestError(f"{self.me} is busy; {better.node_id} would finish sooner ({better.reason})", 503,
+                           reason=Reason.BUSY, redirect_to=better.node_id,
+                           queue_depth=self.service.queue.depth)  # fmt: skip
+
+    # -- forwarding ------------------------------------------------------------------------------------------------
+    async def forward(
+        self, node: str, job: ImageJob, *, redirectable: bool, attempts: int, deadline: float
+    ) -> ImageResult:
+        client = self._clients.for_node(node)
+        if client is None:
+            raise PeerUnreachable(node, "left the mesh")
+        headers = {"Content-Type": "application/json", "X-Herd-Forwarded": "1", "X-Herd-Job": job.job_id}
+        if redirectable:
+            headers["X-Herd-Redirectable"] = "1"
+        body = json.dumps(_to_json(job)).encode()
+
+        async def post() -> tuple[bytes, Any]:
+            async with client.stream("POST", "/api/generate-image", content=body, headers=headers,
+                                     timeout_s=max(1.0, deadline - time.monotonic())) as response:  # fmt: skip
+                return await read_capped(response, MAX_PNG_BYTES, node), response.headers
+
+        png, response_headers = await while_alive(post(), alive=lambda: self._dispatcher.alive(node),
+                                                  fail=lambda reason: PeerUnreachable(node, reason))  # fmt: skip
+        if not str(response_headers.get("content-type", "")).startswith("image/png"):
+            raise PeerRefused(node, 502, b'{"error": "answered 200 without a PNG"}')
+        return ImageResult.from_response(png, response_headers, node, attempts)
+
+
+class _Entry:
+    """One client request as the attempt loop drives it."""
+
+    movable = True
+
+    def __init__(self, dispatch: ImageDispatch, job: ImageJob, deadline: float) -> None:
+        self._dispatch = dispatch
+        self.job = job
+        self.work = job.work()
+        self._deadline = deadline
+
+    def rank(self, snapshot: MeshSnapshot, pending: list[Sent], rng: Rng) -> list[Choice]:
+        if time.monotonic() >= self._deadline:
+            return []
+        return rank(snapshot.image_views, self.work, sent=pending, rng=rng)
+
+    def sent(self, snapshot: MeshSnapshot, node_id: str, pending: list[Sent], now: float) -> Sent:
+        view = next(v for v in snapshot.image_views if v.node_id == node_id)
+        return sent_record(view, self.work, sent=pending, now=now)
+
+    async def here(self, attempts: Attempts) -> ImageResult:
+        return await self._dispatch.run_local(self.job, entry_node=self._dispatch.me, movable=attempts.movable,
+                                              attempts=attempts.attempts)  # fmt: skip
+
+    async def there(self, node_id: str, attempts: Attempts, release: Callable[[], None]) -> ImageResult:
+        try:
+            return await self._dispatch.forward(node_id, self.job, redirectable=attempts.movable,
+                                                attempts=attempts.attempts, deadline=self._deadline)  # fmt: skip
+        finally:
+            release()
+
+    def give_up(self, attempts: Attempts, snapshot: MeshSnapshot) -> RequestError:
+        if not attempts.failures and not any(v.accepting for v in snapshot.image_views):
+            return switched_off("image generation", "image_generation")
+        return attempts.give_up(what="image generation", model=self.job.model, setting="image_generation")
+
+
+def _to_json(job: ImageJob) -> dict[str, Any]:
+    return {"model": job.model, "prompt": job.prompt, "width": job.width, "height": job.height, "steps": job.steps,
+            "quantize": job.quantize, "seed": job.seed, "negative_prompt": job.negative_prompt}  # fmt: skip
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]

@@ -1,0 +1,197 @@
+"""One HTTP client per peer: probes, state fetches, leave notices, settings, records and forwarded jobs all go
+through it. httpx errors are translated here, at the edge, into PeerUnreachable / PeerRefused.
+
+Every call keeps a short connect timeout, however long it may wait for the answer: a peer that cannot accept
+a connection within `CONNECT_TIMEOUT_S` is unreachable, and the caller tries another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from ..core.peer_table import PeerTable
+from ..core.protocol import Identity
+from ..errors import PeerRefused, PeerUnreachable
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 0.8  # a probe slower than this counts as a failure (goal: a cut-off peer not up within 3 s)
+CONNECT_TIMEOUT_S = 1.0  # any call: a peer that cannot accept a connection in 1 s is treated as unreachable
+STATE_TIMEOUT_S = 3.0
+LEAVE_TIMEOUT_S = 0.5
+MAX_JSON_BYTES = 1024 * 1024  # a capability document or ping answer larger than this is refused
+MAX_ERROR_BYTES = 64 * 1024  # the most of an error answer that is read and passed on
+
+
+def timeout(read_s: float) -> httpx.Timeout:
+    """A timeout that waits `read_s` for the answer but never long for the connection."""
+    return httpx.Timeout(read_s, connect=min(CONNECT_TIMEOUT_S, read_s))
+
+
+def _unreachable(node_id: str, exc: httpx.HTTPError) -> PeerUnreachable:
+    return PeerUnreachable(node_id, f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+
+class PeerClient:
+    def __init__(
+        self, node_id: str, url: str, identity: Identity, transport: httpx.AsyncBaseTransport | None
+    ) -> None:
+        self.node_id = node_id
+        self.url = url
+        self._client = httpx.AsyncClient(
+            base_url=url,
+            headers=identity.headers(),
+            timeout=timeout(30.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=8),
+            trust_env=False,  # a corporate proxy must never sit between two Macs on a LAN
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def get_json(self, path: str, timeout_s: float = 5.0, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+        """A JSON object answer, read as a stream and refused beyond `max_bytes` (a peer cannot flood us)."""
+        try:
+            async with self._client.stream("GET", path, timeout=timeout(timeout_s)) as response:
+                body = await read_capped(response, max_bytes, self.node_id)
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.node_id, exc) from exc
+        if response.status_code != 200:
+            raise PeerRefused(self.node_id, response.status_code, body, response.headers.get("content-type", ""))
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise PeerRefused(self.node_id, 502, b'{"error": "answered with something that is not JSON"}') from exc
+        if not isinstance(data, dict):
+            raise PeerRefused(self.node_id, 502, b'{"error": "answered with JSON that is not an object"}')
+        return data
+
+    async def ping(self) -> dict[str, Any]:
+        return await self.get_json("/mesh/ping", PROBE_TIMEOUT_S)
+
+    async def state(self) -> dict[str, Any]:
+        return await self.get_json("/mesh/state", STATE_TIMEOUT_S)
+
+    async def leave(self) -> None:
+        try:
+            await self._client.post("/mesh/leave", timeout=timeout(LEAVE_TIMEOUT_S))
+        except httpx.HTTPError as exc:
+            logger.debug("leave notice to %s failed: %s", self.node_id, exc)
+
+    async def post_json(self, path: str, body: Any, timeout_s: float) -> dict[str, Any]:
+        """POST a JSON body and read a JSON object answer (settings exchange, steal requests)."""
+        headers = {"Content-Type": "application/json"}
+        try:
+            async with self._client.stream(
+                "POST", path, content=json.dumps(body).encode(), headers=headers, timeout=timeout(timeout_s)
+            ) as response:
+                raw = await read_capped(response, MAX_JSON_BYTES, self.node_id)
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.node_id, exc) from exc
+        if response.status_code != 200:
+            raise PeerRefused(self.node_id, response.status_code, raw, response.headers.get("content-type", ""))
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise PeerRefused(self.node_id, 502, b'{"error": "answered with something that is not JSON"}') from exc
+        if not isinstance(data, dict):
+            raise PeerRefused(self.node_id, 502, b'{"error": "answered with JSON that is not an object"}')
+        return data
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, path: str, *, content: bytes, headers: dict[str, str], timeout_s: float
+    ) -> AsyncIterator[httpx.Response]:
+        """A response whose body the caller reads as it comes (jobs, streams). Failures before the headers
+        arrive are PeerUnreachable; a non-200 answer is PeerRefused with (up to 64 KB of) its body."""
+        request = self._client.build_request(
+            method, path, content=content, headers=headers, timeout=timeout(timeout_s)
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.node_id, exc) from exc
+        try:
+            if response.status_code != 200:
+                body = await read_capped(response, MAX_ERROR_BYTES, self.node_id, truncate=True)
+                raise PeerRefused(self.node_id, response.status_code, body, response.headers.get("content-type", ""))
+            yield response
+        finally:
+            await response.aclose()
+
+
+async def read_capped(response: httpx.Response, max_bytes: int, node_id: str, *, truncate: bool = False) -> bytes:
+    """The body, up to `max_bytes`: beyond it, PeerRefused (or, with `truncate`, the first `max_bytes`)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            if truncate:
+                return bytes(body[:max_bytes])
+            raise PeerRefused(node_id, 502, json.dumps({"error": f"answer larger than {max_bytes} bytes"}).encode())
+    return bytes(body)
+
+
+class PeerClients:
+    """The pool: one client per known peer (rebuilt when its address changes), and one per address being
+    contacted before its node id is known (static peers, callers' claims)."""
+
+    def __init__(
+        self, identity: Identity, table: PeerTable, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._identity = identity
+        self._table = table
+        self._transport = transport  # tests route peers to in-process apps through this seam
+        self._by_node: dict[str, PeerClient] = {}
+        self._by_url: dict[str, PeerClient] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def for_node(self, node_id: str) -> PeerClient | None:
+        """The one client for this peer, or None when it is not (or no longer) in the table."""
+        peer = self._table.get(node_id)
+        if peer is None:
+            return None
+        client = self._by_node.get(node_id)
+        if client is None or client.url != peer.url:
+            if client is not None:
+                self._close_later(client)
+            client = self._by_url.pop(peer.url, None) or PeerClient(
+                node_id, peer.url, self._identity, self._transport
+            )
+            client.node_id = node_id
+            self._by_node[node_id] = client
+        return client
+
+    def for_url(self, url: str) -> PeerClient:
+        client = self._by_url.get(url)
+        if client is None:
+            client = self._by_url[url] = PeerClient(url, url, self._identity, self._transport)
+        return client
+
+    async def discard_url(self, url: str) -> None:
+        """Forget the client of an address that turned out not to be a peer of ours."""
+        client = self._by_url.pop(url, None)
+        if client is not None:
+            await client.aclose()
+
+    def known(self) -> list[PeerClient]:
+        return list(self._by_node.values())
+
+    def _close_later(self, client: PeerClient) -> None:
+        task = asyncio.ensure_future(client.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        clients = [*self._by_node.values(), *self._by_url.values()]
+        self._by_node.clear()
+        self._by_url.clear()
+        await asyncio.gather(*(c.aclose() for c in clients), *self._closing, return_exceptions=True)

@@ -1,0 +1,117 @@
+"""This peer's capability document (`GET /mesh/state`), its mDNS summary and its probe answer.
+
+The document has one section per service (`image`, `llm`, `stt`) plus identity and system metrics. Its version
+moves only when a section changes (a job queued, a model loaded), not when CPU or memory wobble; peers refetch
+the document when the version in a probe answer or TXT record moved.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .._version import __version__
+from ..core import txt
+from ..core.protocol import PROTOCOL_VERSION, Identity
+from .metrics import SystemMetrics
+
+
+class Service(Protocol):
+    """A capability a peer offers (images, LLMs, speech-to-text): it adds a section to the state document."""
+
+    name: str
+
+    def state(self) -> dict[str, Any]: ...
+
+    def summary(self) -> dict[str, Any]: ...  # fields for the TXT record
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class StateDocument:
+    def __init__(self, identity: Identity, services: Sequence[Service], metrics: SystemMetrics) -> None:
+        self.identity = identity
+        self.services = tuple(services)
+        self.metrics = metrics
+        self.version = 0
+        self._structural_key = ""
+        self._doc: dict[str, Any] = {}
+        self.rebuild()
+
+    def set_metrics(self, metrics: SystemMetrics) -> None:
+        self.metrics = metrics
+
+    def _sections(self) -> dict[str, Any]:
+        return {service.name: service.state() for service in self.services}
+
+    def rebuild(self) -> bool:
+        """Rebuild the document; bump the version when anything but live metrics changed."""
+        sections = self._sections()
+        key = json.dumps(sections, sort_keys=True, default=str)
+        changed = key != self._structural_key
+        if changed:
+            self._structural_key = key
+            self.version += 1
+        self._doc = self._document(sections)
+        return changed
+
+    def _document(self, sections: dict[str, Any]) -> dict[str, Any]:
+        me = self.identity
+        return {
+            "proto": PROTOCOL_VERSION,
+            "version": __version__,
+            "node_id": me.node_id,
+            "mesh": me.mesh,
+            "url": me.url,
+            "boot_id": me.boot_id,
+            "started_at": me.started_at,
+            "state_version": self.version,
+            "generated_at": time.time(),
+            "system": self.metrics.to_dict(),
+            **sections,
+        }
+
+    def current(self) -> dict[str, Any]:
+        """The document as last built (what `/mesh/state` serves)."""
+        return self._doc
+
+    def fresh(self) -> dict[str, Any]:
+        """The document with every section read now: what this peer's own routing decisions see."""
+        return self._document(self._sections())
+
+    def summary(self) -> txt.Summary:
+        fields: dict[str, Any] = {}
+        for service in self.services:
+            fields.update(service.summary())
+        return txt.Summary(
+            node_id=self.identity.node_id,
+            mesh=self.identity.mesh,
+            boot_id=self.identity.boot_id,
+            state_version=self.version,
+            memory_available_gb=int(self.metrics.memory_available_gb),
+            cpu_percent=int(self.metrics.cpu_percent),
+            **fields,
+        )
+
+    def ping(self, *, leaving: bool, settings_digest: str) -> dict[str, Any]:
+        """What a probe returns: identity, state version and the live metrics that do not bump the version."""
+        me = self.identity
+        return {
+            "proto": PROTOCOL_VERSION,
+            "node_id": me.node_id,
+            "mesh": me.mesh,
+            "boot_id": me.boot_id,
+            "url": me.url,
+            "state_version": self.version,
+            "system": {
+                "cpu_percent": self.metrics.cpu_percent,
+                "memory_available_gb": self.metrics.memory_available_gb,
+                "memory_pressure": self.metrics.memory_pressure,
+            },
+            "leaving": leaving,
+            "settings": settings_digest,  # a peer whose digest differs exchanges settings with us
+        }

@@ -1,0 +1,182 @@
+"""This peer's image capability: the engine behind a GPU queue, the models it has, and how fast it is.
+
+It is a node service: it adds the `image` section to the state document that other peers route on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..core import catalogue
+from ..core.image_request import ImageJob
+from ..core.ranking import load_seconds, run_seconds
+from ..core.speed import SpeedBook
+from ..core.stealing import steal_pick
+from ..core.views import TRANSFER_BASE_S, image_view
+from ..core.work import Handover, PeerView
+from ..engines import hfcache
+from ..engines.base import ImageEngine, ImageOutput
+from ..storage.settings_store import SettingsStore
+from ..storage.speed_file import SpeedFile
+from .gpu_queue import GpuQueue, QueuedJob
+
+logger = logging.getLogger(__name__)
+
+CACHE_RESCAN_S = 30.0  # how often the Hugging Face cache is looked at again
+
+
+class ImageService:
+    name = "image"
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        engine: ImageEngine,
+        settings: SettingsStore,
+        speed: SpeedBook,
+        speed_file: SpeedFile | None,
+        on_change: Callable[[], None],
+        slots: int = 1,
+        hf_cache_dir: Path | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.engine = engine
+        self.settings = settings
+        self.speed = speed
+        self._speed_file = speed_file
+        self.hf_cache_dir = hf_cache_dir or hfcache.hub_cache_dir()
+        self._on_change = on_change
+        self.queue = GpuQueue(slots=slots, on_change=on_change)
+        self._cached: set[str] = set()
+        self._cached_at = -CACHE_RESCAN_S
+        self.pinned: set[str] = set()  # queued jobs that already moved once and must stay
+
+    # -- what we have -----------------------------------------------------------------------------------------
+    def installed(self) -> set[str]:
+        return self.engine.installed_models()
+
+    def cached(self) -> set[str]:
+        now = time.monotonic()
+        if now - self._cached_at >= CACHE_RESCAN_S:
+            self._cached = {
+                name
+                for name, model in catalogue.MODELS.items()
+                if hfcache.weights_cached(model.hf_repo, self.hf_cache_dir)
+            }
+            self._cached_at = now
+        return self._cached
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.settings.get("image_generation"))
+
+    def settings_changed(self) -> None:
+        """The settings in force changed: an idle model's keep-alive follows `image_keep_alive_s` at once."""
+        self.engine.set_keep_alive(float(self.settings.get("image_keep_alive_s")))
+
+    def state(self) -> dict[str, Any]:
+        """The structural part only (no clocks ticking), so the state version moves when something happens."""
+        installed, cached, loaded = self.installed(), self.cached(), self.engine.loaded_models()
+        names = sorted(installed | loaded)
+        now = time.time()
+        return {
+            "enabled": self.enabled,
+            "engine": self.engine.name,
+            "models": {
+                name: {"installed": name in installed, "cached": name in cached, "loaded": name in loaded}
+                for name in names
+            },
+            "queue": {
+                "slots": self.queue.slots,
+                "running": [_job_doc(j, now) for j in self.queue.running.values()],
+                "waiting": [_job_doc(j, now) for j in self.queue.waiting],
+            },
+            "speed": {
+                "ms_per_mp_step": {m: round(v, 1) for m, v in self.speed.ms.items()},
+                "prior_ms_per_mp_step": {m: round(self.speed.prior_ms_per_mp_step(m), 1) for m in names},
+                "load_s": self._load_seconds(names),
+                "factor": self.speed.factor,
+            },
+        }
+
+    def _load_seconds(self, names: list[str]) -> dict[str, float]:
+        """Measured loads for a resident engine. The command line loads on every run, inside its measured
+        speed, so it advertises no separate load (else every job would pay the load twice)."""
+        if not self.engine.resident:
+            return {m: 0.0 for m in names}
+        return {m: round(v, 2) for m, v in self.speed.load.items()}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "image_models": tuple(sorted(self.installed())),
+            "image_loaded": tuple(sorted(self.engine.loaded_models())),
+            "queue": self.queue.depth,
+        }
+
+    def view(self) -> PeerView:
+        """This peer as the scheduler sees it: always fresh, never stale."""
+        return image_view(self.node_id, "up", {"image": self.state()}, is_self=True, now=time.time())
+
+    # -- doing the work ---------------------------------------------------------------------------------------
+    async def run(self, job: ImageJob, *, entry_node: str, movable: bool = True) -> tuple[ImageOutput, int]:
+        """Queue, then generate. Returns the output and the milliseconds spent waiting in the queue.
+
+        While it waits, an idle peer may steal a `movable` job (`give_away`): then `JobMoved` is raised here
+        and the caller sends the job on. A job that moved once is not movable, so it cannot bounce.
+        """
+        work = job.work()
+        me = self.view()
+        estimate = run_seconds(me, work) + (0.0 if job.model in me.loaded else load_seconds(me, job.model))
+        queued = QueuedJob(work, entry_node, estimate)
+        if not movable:
+            self.pinned.add(job.job_id)
+        try:
+            async with self.queue.slot(queued) as waited_s:
+                output = await self.engine.generate(job, lambda i, n: self.queue.progressed(queued, i, n))
+        finally:
+            self.pinned.discard(job.job_id)
+        self.speed.record_run(job.model, work.units, output.generation_ms)
+        if output.load_ms:
+            self.speed.record_load(job.model, output.load_ms / 1000)
+        if self._speed_file is not None:
+            self._speed_file.save(self.speed)
+        self._on_change()
+        return output, int(waited_s * 1000)
+
+    def give_away(self, thief_id: str, thief_image_state: dict[str, Any]) -> Handover | None:
+        """An idle peer asks for work: hand over the queued job that gains most by moving, if one clearly does."""
+        now = time.time()
+        here = self.view()
+        thief = replace(
+            image_view(thief_id, "up", {"image": thief_image_state}, is_self=False, now=now),
+            transfer_s=TRANSFER_BASE_S,
+        )
+        waiting = self.queue.waiting
+        queue = [j.work for j in waiting]
+        running_left = sum(
+            max(0.0, j.estimate_s - (now - (j.started_at or now))) for j in self.queue.running.values()
+        ) / max(1, self.queue.slots)
+        handover = steal_pick(here, queue, thief, running_left_s=running_left, pinned=frozenset(self.pinned))
+        if handover is None or not self.queue.withdraw(handover.job_id, to=thief_id):
+            return None
+        logger.info("job %s handed to idle %s: %s", handover.job_id, thief_id, handover.reason)
+        return handover
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.cached)
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+def _job_doc(job: QueuedJob, now: float) -> dict[str, Any]:
+    doc = job.to_dict(now)
+    del doc["remaining_s"]  # ticks every second: peers compute it from started_at and estimate_s
+    return doc

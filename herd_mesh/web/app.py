@@ -1,0 +1,237 @@
+"""The one app factory: builds a whole peer from its configuration, every collaborator passed in by constructor,
+in the order the layers go (storage, engines, services, mesh, dispatch, web).
+
+This is the one place that chooses engines: the resident mflux worker when the mflux package is importable
+(macOS), else mflux's command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
+
+from ..config import Config
+from ..core.ledger import Ledger
+from ..core.peer_table import PeerTable
+from ..core.protocol import Identity
+from ..dispatch.dispatcher import Dispatcher
+from ..dispatch.images import ImageDispatch
+from ..dispatch.models import ModelDispatch
+from ..dispatch.recorder import Recorder
+from ..dispatch.stealing import Thief
+from ..engines import mflux_resident
+from ..engines.base import ImageEngine
+from ..engines.mflux_cli import MfluxCliEngine
+from ..engines.ollama_client import OllamaClient
+from ..engines.whisper import choose_engine
+from ..errors import PeerRefused, RequestError
+from ..mesh import metrics
+from ..mesh.clients import PeerClients
+from ..mesh.discovery import Discovery
+from ..mesh.liveness import Liveness
+from ..mesh.membership import Membership
+from ..mesh.node import Node
+from ..mesh.records_gather import MeshRecords
+from ..mesh.settings_sync import SettingsSync
+from ..mesh.snapshot import MeshView
+from ..mesh.state_document import StateDocument
+from ..mesh.tasks import Tasks
+from ..services.changes import Changes
+from ..services.image_service import ImageService
+from ..services.ollama_service import OllamaService
+from ..services.retention import Retention
+from ..services.whisper_service import WhisperService
+from ..storage.records import Records
+from ..storage.settings_store import SettingsStore
+from ..storage.speed_file import SpeedFile
+from ..storage.writer import Writer
+from . import handlers
+from .middleware import BodyLimitMiddleware
+from .routes.audio import AudioRoutes
+from .routes.calls import CallServer
+from .routes.dashboard import DashboardRoutes
+from .routes.images import ImageRoutes
+from .routes.mesh import MeshRoutes
+from .routes.models import ModelRoutes
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_PATHS = ("/api/transcribe", "/v1/audio/transcriptions")  # audio uploads; every other body is JSON
+
+
+@dataclass(frozen=True)
+class Peer:
+    """What `build` returns: the app to serve, and the node (the CLI says goodbye through it on SIGTERM)."""
+
+    app: Starlette
+    node: Node
+
+
+def choose_image_engine(config: Config, keep_alive_s: float, on_change: Changes) -> ImageEngine:
+    loader = os.environ.get("HERD_MFLUX_LOADER")  # "module:function": a stand-in model with mflux's API
+    if loader or mflux_resident.available():
+        return mflux_resident.ResidentMfluxEngine(
+            keep_alive_s=keep_alive_s, loader=loader or mflux_resident.DEFAULT_LOADER, on_change=on_change.notify
+        )
+    return MfluxCliEngine(pid_dir=config.data_dir / "mflux-jobs")
+
+
+def build(config: Config, *, transport: httpx.AsyncBaseTransport | None = None) -> Peer:
+    """Every object of one peer, wired. `transport` routes peer-to-peer calls in-process (tests)."""
+    identity = Identity(config.node_id, config.mesh, config.url, uuid.uuid4().hex[:12], time.time())
+    rng = random.Random()
+
+    # storage
+    writer = Writer()
+    settings = SettingsStore(config.data_dir / "settings.json", config.node_id)
+    records = Records(config.data_dir / "herd.db", writer)
+    speed_file = SpeedFile(config.data_dir / "speed.json", writer)
+
+    # engines and services
+    changes = Changes()
+    engine = choose_image_engine(config, float(settings.get("image_keep_alive_s")), changes)
+    logger.info("image engine: %s", engine.name)
+    images = ImageService(
+        node_id=config.node_id,
+        engine=engine,
+        settings=settings,
+        speed=speed_file.load(metrics.chip_name(), metrics.gpu_cores()),
+        speed_file=speed_file,
+        on_change=changes.notify,
+    )
+    ollama = OllamaService(
+        node_id=config.node_id, client=OllamaClient(config.ollama_url), settings=settings, on_change=changes.notify
+    )
+    whisper_model = os.environ.get("HERD_WHISPER_MODEL") or config.extra.get("whisper_model")
+    stt = WhisperService(
+        node_id=config.node_id,
+        engine=choose_engine(None if whisper_model is None else str(whisper_model)),
+        settings=settings,
+        on_change=changes.notify,
+    )
+    retention = Retention(records, settings)
+
+    # the mesh
+    tasks = Tasks()
+    table = PeerTable(config.node_id, config.peers)
+    clients = PeerClients(identity, table, transport)
+    state = StateDocument(identity, (images, ollama, stt), metrics.sample())
+    settings_sync = SettingsSync(
+        node_id=config.node_id,
+        settings=settings,
+        table=table,
+        clients=clients,
+        tasks=tasks,
+        on_applied=(images.settings_changed, retention.settings_changed, changes.notify),
+    )
+    probe_now = asyncio.Event()
+    leaving = _Flag()
+    membership = Membership(
+        identity=identity,
+        table=table,
+        clients=clients,
+        settings_sync=settings_sync,
+        tasks=tasks,
+        probe_now=probe_now,
+        leaving=leaving.get,
+    )
+    liveness = Liveness(table=table, clients=clients, membership=membership, probe_now=probe_now, leaving=leaving.get)
+    discovery = (
+        Discovery(
+            mesh=config.mesh,
+            node_id=config.node_id,
+            host=config.host,
+            port=config.port,
+            addresses=config.advertised_addresses(),
+            on_found=membership.on_mdns_found,
+            on_gone=membership.on_mdns_gone,
+        )
+        if config.mdns
+        else None
+    )
+    view = MeshView(table=table, state=state)
+    mesh_records = MeshRecords(node_id=config.node_id, records=records, table=table, clients=clients)
+
+    # dispatch
+    dispatcher = Dispatcher(view=view, table=table, ledger=Ledger(), rng=rng)
+    recorder = Recorder(node_id=config.node_id, records=records, settings=settings)
+    image_dispatch = ImageDispatch(dispatcher=dispatcher, service=images, clients=clients, recorder=recorder, rng=rng)
+    model_dispatch = ModelDispatch(dispatcher=dispatcher, clients=clients, llm=ollama, stt=stt)
+    thief = Thief(service=images, view=view, table=table, clients=clients, rng=rng, leaving=leaving.get)
+
+    node = Node(
+        identity=identity,
+        table=table,
+        clients=clients,
+        state=state,
+        membership=membership,
+        liveness=liveness,
+        settings=settings,
+        changes=changes,
+        tasks=tasks,
+        discovery=discovery,
+        background=(retention.run, thief.run),
+        on_leave=leaving.set,
+    )
+
+    # web
+    calls = CallServer(models=model_dispatch, membership=membership, recorder=recorder)
+    routes: list[BaseRoute] = [
+        Route("/", handlers.root),
+        *MeshRoutes(node=node, membership=membership, settings_sync=settings_sync, records=records).routes(),
+        *DashboardRoutes(
+            node=node, settings=settings, settings_sync=settings_sync, mesh_records=mesh_records
+        ).routes(),
+        *ImageRoutes(images=image_dispatch, membership=membership, view=view).routes(),
+        *ModelRoutes(server=calls).routes(),
+        *AudioRoutes(server=calls).routes(),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.stop()
+            records.close()
+            writer.close()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS)],
+        exception_handlers={
+            RequestError: handlers.request_error,
+            PeerRefused: handlers.peer_refused,
+            HTTPException: handlers.http_error,
+            Exception: handlers.unexpected,
+        },
+    )
+    return Peer(app, node)
+
+
+class _Flag:
+    """Set once the peer starts leaving; read by everything that must stop acting on the mesh then."""
+
+    def __init__(self) -> None:
+        self._value = False
+
+    def set(self) -> None:
+        self._value = True
+
+    def get(self) -> bool:
+        return self._value

@@ -1,0 +1,45 @@
+"""Exception handlers and the root redirect: every error a client sees is JSON, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from ..errors import PeerRefused, RequestError
+
+logger = logging.getLogger(__name__)
+
+
+async def request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+async def peer_refused(request: Request, exc: Exception) -> Response:
+    """A peer's refusal that no other peer would change: passed on as that peer wrote it."""
+    assert isinstance(exc, PeerRefused)
+    return Response(exc.body, status_code=exc.status, media_type=exc.content_type,
+                    headers={"X-Fleet-Node": exc.node_id})  # fmt: skip
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+
+async def root(request: Request) -> Response:
+    return RedirectResponse("/dashboard", status_code=307)
