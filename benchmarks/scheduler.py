@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Discrete-event simulator for image routing in a mesh: stale advertisements, several deciders at once.
 
-It drives the real `herd_mesh.scheduling` (for "ours", its variants and the oracle) on simulated Macs of
-different speeds, and compares it with random, round-robin, least-queue and the anchor's formula.
+It drives the real decision code of a peer (`herd_mesh.core`: `ranking.rank`, `redirect_target`, the stealing
+rules, the sent-work `Ledger` and the attempt loop's `Attempts`) on simulated Macs of different speeds, and
+compares it with random, round-robin, least-queue and the anchor's formula.
 
     python benchmarks/scheduler.py [--seed N] [--trials N] [--write docs/benchmarks-scheduler.md]
 
@@ -14,7 +15,7 @@ Model of the world (every figure is a constant below):
   advertised speeds are off by up to +-10% (a moving average is never exact);
 - requests arrive at every peer: a burst of K at the same instant, or Poisson at 50/80/95% of capacity;
 - the oracle is one central dispatcher with perfect, instant knowledge of every queue that picks the least
-  expected completion time with the same `scheduling.rank`; it binds each job on arrival, like the rest.
+  expected completion time with the same `ranking.rank`; it binds each job on arrival, like the rest.
 Results are ratios to the oracle on the same arrivals and the same run-time noise (common random numbers).
 """
 
@@ -37,8 +38,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from herd_mesh import image_models, scheduling, speed  # noqa: E402
-from herd_mesh.scheduling import ImageWork, PeerView, Sent  # noqa: E402
+from herd_mesh.core import catalogue, ranking, speed, stealing  # noqa: E402
+from herd_mesh.core.attempts import Attempts, Moved, Refused  # noqa: E402
+from herd_mesh.core.ledger import Ledger  # noqa: E402
+from herd_mesh.core.work import PeerView, Sent, Work  # noqa: E402
+from herd_mesh.errors import Reason  # noqa: E402
+
+ImageWork = Work
 
 LATENCY_S = 0.005  # one-way LAN message (seconds)
 REQUEST_S = 0.005  # forwarding the request body (seconds)
@@ -79,14 +85,14 @@ class Fleet:
 
 
 def _weights(model: str) -> float:
-    entry = image_models.get(model)
+    entry = catalogue.get(model)
     return entry.weights_gb if entry is not None else 16.0
 
 
 def goal_fleet(copies: int = 1, ad_scale: float = 1.0) -> Fleet:
     """The issue's goal: speeds 4x/2x/1x, 0.5/1/2 s per image, one warm model (`copies` of each Mac)."""
     model = "z-image-turbo"
-    work = ImageWork(model, 1000, 1000, 1)  # exactly 1 megapixel-step
+    work = Work.image(model, 1000, 1000, 1)  # exactly 1 megapixel-step
     machines = tuple(
         Machine(f"{name}-{c}" if copies > 1 else name, {model: ms}, {model: 8.0}, memory, frozenset({model}))
         for c in range(copies)
@@ -125,10 +131,10 @@ def studio_fleet() -> Fleet:
         load = {m: (2.0 + _weights(m) / 3.0) * (1.0 if factor > 0.5 else 1.3) for m in installed}
         machines.append(Machine(node_id, ms, load, memory, installed))
     mix = (
-        (0.45, ImageWork("z-image-turbo", 1024, 1024, 4)),
-        (0.30, ImageWork("flux-schnell", 1024, 1024, 4)),
-        (0.15, ImageWork("flux-dev", 1024, 1024, 20)),
-        (0.10, ImageWork("qwen-image", 1024, 1024, 20)),
+        (0.45, Work.image("z-image-turbo", 1024, 1024, 4)),
+        (0.30, Work.image("flux-schnell", 1024, 1024, 4)),
+        (0.15, Work.image("flux-dev", 1024, 1024, 20)),
+        (0.10, Work.image("qwen-image", 1024, 1024, 20)),
     )
     return Fleet(
         "M3 Ultra, M2 Ultra, M4 Max, M1 Max, M4 Pro, M4 mini; 4 models, cold start",
@@ -146,11 +152,7 @@ def capacity_jobs_per_s(fleet: Fleet) -> float:
     for machine in fleet.machines:
         share = sum(p for p, w in fleet.mix if w.model in machine.installed)
         mean = (
-            sum(
-                p * w.megapixel_steps() * machine.ms[w.model] / 1000
-                for p, w in fleet.mix
-                if w.model in machine.installed
-            )
+            sum(p * w.units * machine.ms[w.model] / 1000 for p, w in fleet.mix if w.model in machine.installed)
             / share
         )
         total += 1.0 / mean
@@ -195,8 +197,7 @@ class Job:
     entry: int
     arrival: float
     noise: float
-    hops: int = 0
-    stolen: bool = False  # taken from a queue once already: pinned where it is now
+    attempts: Attempts = field(default_factory=Attempts)  # the entry peer's attempt loop for this job
 
 
 @dataclass
@@ -217,8 +218,7 @@ class Peer:
     log_v: list[tuple[Any, ...]] = field(default_factory=list)
     ads: dict[int, tuple[PeerView, float, float]] = field(default_factory=dict)
     overrides: dict[int, tuple[float, PeerView]] = field(default_factory=dict)  # from "busy, try X" replies
-    sent: dict[str, Sent] = field(default_factory=dict)  # dispatched as the entry, until the answer comes
-    hints: list[Sent] = field(default_factory=list)  # jobs this peer redirected elsewhere ("busy, try X")
+    ledger: Ledger = field(default_factory=Ledger)  # sent as the entry until answered; "try X" hints
     steal_pending: bool = False
     poll_token: int = 0
     rr: int = 0
@@ -316,17 +316,17 @@ class Sim:
                 installed=machine.installed,
                 cached=machine.installed,
                 loaded=resident,
-                ms_per_mp_step=ms,
+                ms_per_unit=ms,
                 load_s=load,
             )
-            backlog = scheduling.backlog_seconds(here, [j.work for j in queue], left)
+            backlog = stealing.backlog_seconds(here, [j.work for j in queue], left)
         return PeerView(
             machine.node_id,
             is_self=is_self,
             installed=machine.installed,
             cached=machine.installed,
             loaded=resident,
-            ms_per_mp_step=ms,
+            ms_per_unit=ms,
             load_s=load,
             backlog_s=backlog,
             job_ids=ids,
@@ -403,21 +403,23 @@ class Sim:
             return max(ids, key=score)  # the first of equals, as a sorted list would give
         if kind == "oracle":
             views = self.oracle_views(entry)
-            return self._index(scheduling.rank(views, work, rng=self.rng)[0].node_id)
-        views = all_views = self.views(entry)
+            return self._index(ranking.rank(views, work, rng=self.rng)[0].node_id)
+        views = self.views(entry)
         if kind == "p2c":
             pool = [views[i] for i in ids]
             views = self.rng.sample(pool, 2) if len(pool) > 2 else pool
-        sent = self.own_sent(entry, all_views)
-        return self._index(scheduling.rank(views, work, sent=sent, rng=self.rng)[0].node_id)
+        choice = job.attempts.pick(ranking.rank(views, work, sent=self.own_sent(entry), rng=self.rng))
+        assert choice is not None, "nothing fails in the simulation, so a peer is always left to try"
+        return self._index(choice.node_id)
 
-    def own_sent(self, node: int, views: list[PeerView]) -> list[Sent]:
+    def own_sent(self, node: int) -> list[Sent]:
         """What this peer sent itself: as the entry, plus the "try X" answers it gave as a receiver."""
         if not self.policy.count_sent:
             return []
-        peer = self.peers[node]
-        peer.hints = scheduling.prune_sent(peer.hints, views, now=self.now)
-        return [*peer.sent.values(), *peer.hints]
+        return self.peers[node].ledger.pending(self.now)
+
+    def _id(self, index: int) -> str:
+        return self.peers[index].machine.node_id
 
     def _index(self, node_id: str) -> int:
         return next(i for i, p in enumerate(self.peers) if p.machine.node_id == node_id)
@@ -425,7 +427,7 @@ class Sim:
     def _remember(self, entry: int, job: Job, target: int) -> None:
         me = self.peers[entry]
         view = self.view_of(entry, target)[0]
-        me.sent[job.work.job_id] = scheduling.sent_record(view, job.work, sent=me.sent.values(), now=self.now)
+        me.ledger.open(ranking.sent_record(view, job.work, sent=me.ledger.pending(self.now), now=self.now))
 
     # -- events
     def arrive(self, job: Job) -> None:
@@ -434,7 +436,7 @@ class Sim:
 
     def send(self, entry: int, job: Job, target: int) -> None:
         if target == entry:
-            self.peers[entry].sent.pop(job.work.job_id, None)
+            self.peers[entry].ledger.close(job.work.job_id)
             self.enqueue(target, job)
         else:
             self._remember(entry, job, target)
@@ -443,28 +445,30 @@ class Sim:
 
     def receive(self, node: int, job: Job) -> None:
         self.inflight[node].pop(job.work.job_id, None)
-        if self.policy.recheck and job.hops < scheduling.MAX_REDIRECTS:
+        if self.policy.recheck and job.attempts.movable:  # the entry sent it as redirectable
             views = self.views(node)
             here = views[node]
             others = [v for i, v in enumerate(views) if i != node]
-            sent = self.own_sent(node, views)
-            choice = scheduling.redirect_target(here, others, job.work, rng=self.rng, sent=sent, hops=job.hops)
+            sent = self.own_sent(node)
+            choice = ranking.redirect_target(here, others, job.work, rng=self.rng, sent=sent)
             if choice is not None:
-                job.hops += 1
                 if self.policy.count_sent:
                     target = views[self._index(choice.node_id)]
-                    hint = scheduling.sent_record(target, job.work, sent=sent, now=self.now)
-                    self.peers[node].hints.append(hint)
+                    self.peers[node].ledger.hint(ranking.sent_record(target, job.work, now=self.now))
                 real = replace(here, is_self=False, transfer_s=TRANSFER_VIEW_S)
                 self.at(self.now + LATENCY_S, self.redirected, job, node, self._index(choice.node_id), real)
                 return
         self.enqueue(node, job)
 
     def redirected(self, job: Job, refused_by: int, target: int, real: PeerView) -> None:
-        """The entry got "busy, try X" with the refuser's real queue: it corrects its view and re-sends."""
+        """The entry got "busy, try X" with the refuser's real queue: its attempt loop records the refusal and
+        picks again, which goes to X."""
         entry = self.peers[job.entry]
         entry.overrides[refused_by] = (self.now, real)
-        self.send(job.entry, job, target)
+        entry.ledger.close(job.work.job_id)
+        busy = Refused(self._id(refused_by), 503, "busy", Reason.BUSY, redirect_to=self._id(target))
+        job.attempts.record(busy)
+        self.send(job.entry, job, self.decide(job.entry, job))
 
     def enqueue(self, node: int, job: Job) -> None:
         peer = self.peers[node]
@@ -496,7 +500,7 @@ class Sim:
             load_est = peer.est_load[model]
         peer.resident[model] = self.now
         peer.resident.move_to_end(model)
-        mp = job.work.megapixel_steps()
+        mp = job.work.units
         run_true = mp * peer.machine.ms[model] / 1000.0 * job.noise
         peer.running = job
         peer.run_end_est = self.now + load_est + mp * peer.est_ms[model] / 1000.0
@@ -518,7 +522,7 @@ class Sim:
         self.start_next(peer)
 
     def complete(self, job: Job) -> None:
-        self.peers[job.entry].sent.pop(job.work.job_id, None)
+        self.peers[job.entry].ledger.close(job.work.job_id)
         self.done.append(self.now - job.arrival)
         self.last_done = max(self.last_done, self.now)
 
@@ -528,14 +532,14 @@ class Sim:
         if token != peer.poll_token or peer.queue:
             return
         left = max(peer.run_end_est - self.now, 0.0) if peer.running is not None else 0.0
-        if left > scheduling.STEAL_IDLE_S:  # running its last job: look again just before it ends
-            self.at(peer.run_end_est - scheduling.STEAL_IDLE_S, self.check, peer, token)
+        if left > stealing.STEAL_IDLE_S:  # running its last job: look again just before it ends
+            self.at(peer.run_end_est - stealing.STEAL_IDLE_S, self.check, peer, token)
             return
         if not peer.steal_pending and any(self._worth_asking(peer.index, i) for i in range(len(self.peers))):
             views = self.views(peer.index)
             me = views[peer.index]
             others = [v for i, v in enumerate(views) if i != peer.index]
-            victim = scheduling.steal_target(me, others, rng=self.rng)
+            victim = stealing.steal_target(me, others, rng=self.rng)
             if victim is not None:
                 peer.steal_pending = True
                 thief = replace(me, is_self=False, transfer_s=2 * LATENCY_S + REQUEST_S)
@@ -547,14 +551,14 @@ class Sim:
         if observer == target:
             return False
         view = self.view_of(observer, target)[0]
-        return len(view.job_ids) > view.slots and view.backlog_s >= scheduling.STEAL_MIN_BACKLOG_S
+        return len(view.job_ids) > view.slots and view.backlog_s >= stealing.STEAL_MIN_BACKLOG_S
 
     def steal_request(self, victim: int, thief: int, thief_view: PeerView) -> None:
         peer = self.peers[victim]
         here = self.view_of(victim, victim)[0]
         left = max(peer.run_end_est - self.now, 0.0) if peer.running else 0.0
-        pinned = frozenset(j.work.job_id for j in peer.queue if j.stolen)
-        handover = scheduling.steal_pick(
+        pinned = frozenset(j.work.job_id for j in peer.queue if not j.attempts.movable)
+        handover = stealing.steal_pick(
             here, [j.work for j in peer.queue], thief_view, running_left_s=left, pinned=pinned
         )
         if handover is None:
@@ -562,19 +566,22 @@ class Sim:
             return
         job = peer.queue[handover.index]
         del peer.queue[handover.index]
-        job.stolen = True
         self._log(peer)
-        if job.entry == victim:
-            self.at(self.now + LATENCY_S + REQUEST_S, self.stolen_arrives, thief, job)
-        else:  # the victim answers the entry "moved to thief"; the entry re-sends there
-            self.at(self.now + LATENCY_S, self.moved, job, thief)
+        # the job's wait ends with "moved to thief": at once where the entry is the victim, else one hop later
+        self.at(self.now + (0.0 if job.entry == victim else LATENCY_S), self.moved, job, victim, thief)
 
-    def moved(self, job: Job, thief: int) -> None:
-        if job.entry == thief:
-            self.peers[thief].sent.pop(job.work.job_id, None)
-            self.stolen_arrives(thief, job)
+    def moved(self, job: Job, victim: int, thief: int) -> None:
+        """The entry's attempt loop records the move and picks again, which goes to the thief."""
+        entry = self.peers[job.entry]
+        entry.ledger.close(job.work.job_id)
+        job.attempts.record(Moved(self._id(victim), self._id(thief)))
+        target = self.decide(job.entry, job)
+        assert target == thief
+        self.peers[thief].steal_pending = False
+        if target == job.entry:
+            self.enqueue(target, job)
         else:
-            self._remember(job.entry, job, thief)
+            self._remember(job.entry, job, target)
             self.at(self.now + LATENCY_S + REQUEST_S, self.stolen_arrives, thief, job)
 
     def stolen_arrives(self, thief: int, job: Job) -> None:
@@ -626,8 +633,9 @@ def run_unit(
     """One fleet x scenario x trial, every policy on the same arrivals and the same world."""
     fleet_name, pattern, load, trial, seed, tunables, names = args
     for key, value in tunables.items():
-        assert hasattr(scheduling, key), key
-        setattr(scheduling, key, value)
+        module = ranking if hasattr(ranking, key) else stealing
+        assert hasattr(module, key), key
+        setattr(module, key, value)
     fleet = FLEETS[fleet_name]()
     base = seed * 1_000_003 + trial * 7919 + int(load * 100) + (0 if pattern == "burst" else 1)
     arrivals = make_arrivals(fleet, pattern, load, base)
@@ -809,8 +817,9 @@ DOC_HEAD = """# Image scheduling: simulator results and design
 
 Written by `python benchmarks/scheduler.py --write docs/benchmarks-scheduler.md` (seed 1, 3 trials per
 Poisson cell and 15 per burst cell, about 45 s on 2 cores; the output is deterministic for a given seed).
-`--sweep` prints the tuning table quoted below. The simulator drives the real `herd_mesh/scheduling.py`
-for every ECT row and for the oracle.
+`--sweep` prints the tuning table quoted below. The simulator drives the real decision code of a peer
+(`herd_mesh/core/`: `ranking`, `stealing`, the sent-work `Ledger` and the attempt loop's `Attempts`) for every
+ECT row and for the oracle.
 
 ## What is simulated
 
@@ -825,7 +834,7 @@ for every ECT row and for the oracle.
 - The network costs 5 ms per message, 5 ms per forwarded request and 40 ms per PNG returned.
 - The **oracle** is one central dispatcher. It has perfect, instant knowledge of every queue, including
   jobs still on the wire, and uses true speeds. It picks the least expected completion time with the same
-  `scheduling.rank`, and binds each job on arrival. Every cell is policy / oracle on the same arrivals
+  `ranking.rank`, and binds each job on arrival. Every cell is policy / oracle on the same arrivals
   and the same noise (common random numbers). A value below 1.00 is possible: with work stealing the
   final binding is late, which the oracle does not allow itself.
 - **Baselines.** *Random* and *round-robin* each keep their own counter per entry. *Least-queue* counts
@@ -854,7 +863,7 @@ anchor's formula looks only at "one job running" and free memory, so everything 
 the most RAM: 2.2x makespan on `goal`, 4.3x on `goal9`, p95 5.4x at 95 % load. On `studio` it is 6-14x at
 every load, because the M3 Ultra's 256 GB outweighs the -50 for being busy.
 
-**+ count what you yourself sent** (`Sent`, `unseen_backlog_s`, `sent_record`). This is the largest single
+**+ count what you yourself sent** (`Sent`, the `Ledger`, `sent_record`). This is the largest single
 fix. Plain ECT sends a whole burst from one entry peer to whichever peer looks idle. Adding the decider's
 own dispatched jobs that an advertisement does not list yet cuts the burst makespan from 1.74x to 1.03x
 (`goal`), from 3.77x to 1.42x (`goal9`) and from 2.00x to 1.42x (`studio`). A job counts as seen as soon
@@ -866,7 +875,7 @@ peers sent. The receiver is the only one that knows its real queue. When another
 job clearly sooner, by max(`REDIRECT_MIN_S` = 1 s, `REDIRECT_FRACTION` = 50 %), it answers "busy, try X"
 with its real queue. This happens at most once per job (`MAX_REDIRECTS` = 1), so a job cannot ping-pong.
 With 9 deciders it cuts p95 at 80 % load from 1.77x to 1.43x (ECT + sent vs. + re-check). The receiver
-also remembers each "try X" it gave as its own sent work (`prune_sent` forgets it after 3 s). Without
+also remembers each "try X" it gave as its own sent work (the `Ledger` forgets it after 3 s). Without
 that, every receiver redirected a burst to the same idle fast peer: in development runs this variant's
 `goal` burst makespan was 1.28x, and it is 1.08x with it.
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import RequestError
 from .names import valid_node_id
+from .units import DAY_S
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ CLOCK_STEP_S = 0.001  # how far past the entry it replaces a local change is sta
 Stamp = tuple[float, str]  # (time of the change, node that made it): later wins, node id breaks ties
 
 
-MAX_FUTURE_S = 86400.0  # a stamp further ahead than a day is a broken clock or forged: it could lock a setting
+MAX_FUTURE_S = DAY_S  # a stamp further ahead than a day is a broken clock or forged: it could lock a setting
 
 
 def _stamp(entry: Mapping[str, Any], now: float | None) -> Stamp | None:

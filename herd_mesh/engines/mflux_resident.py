@@ -1,12 +1,7 @@
 """Keeps one mflux model loaded in a worker process between requests, so "the peer with the model loaded" answers
 without a reload, and ends the worker after an idle keep-alive to give the memory back to LLMs.
 
-Parent and worker talk over a `multiprocessing` pipe, one request at a time:
-
-    parent -> worker   ("generate", ImageJob) | ("quit",)
-    worker -> parent   ("loaded", name | None)               zero or more, whenever the resident model changes
-                       ("image", png, load_ms, generation_ms, ignored)   or   ("error", type name, message)
-
+Parent and worker talk over a `multiprocessing` pipe, one request at a time (the messages: `mflux_worker`).
 The worker is a separate process because mflux cannot be interrupted mid-generation: cancelling a job ends the
 process, and ending the process is also the only sure way to free everything MLX holds.
 """
@@ -15,22 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib
 import importlib.util
-import inspect
 import logging
 import math
 import multiprocessing
 import signal
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -38,20 +28,16 @@ import anyio
 from ..core import catalogue
 from ..errors import ConfigError, EngineError
 from .base import ImageJob, ImageOutput, Progress
+from .mflux_worker import worker_main
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_KEEP_ALIVE_S = 300.0  # seconds without a job before the worker, and the model with it, goes away
-DEFAULT_LOADER = "herd_mesh.engines.mflux_resident:load_mflux_model"
+DEFAULT_LOADER = "herd_mesh.engines.mflux_worker:load_mflux_model"
 QUIT_GRACE_S = 2.0  # seconds an idle worker gets to exit on "quit" before SIGTERM
 TERM_GRACE_S = 2.0  # seconds after SIGTERM before SIGKILL
 KILL_WAIT_S = 5.0  # seconds to wait for a SIGKILLed worker before giving up on reaping it
 EXIT_POLL_S = 0.01  # seconds between checks while waiting for the worker to exit
-MAX_ERROR_CHARS = 2000  # longest worker error message passed on to the user
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-Loader = Callable[[str, int], Any]  # (catalogue model name, quantize bits) -> object with mflux's generate_image
 
 
 def available() -> bool:
@@ -60,137 +46,6 @@ def available() -> bool:
         return importlib.util.find_spec("mflux") is not None
     except (ImportError, ValueError):
         return False
-
-
-def load_mflux_model(model_name: str, quantize: int) -> Any:
-    """The real loader, run inside the worker: builds the catalogue's mflux class with its ModelConfig."""
-    entry = catalogue.get(model_name)
-    if entry is None or entry.resident is None:
-        raise ValueError(f"{model_name} has no Python API entry in the catalogue, so it cannot stay resident")
-    module_name, class_name, factory = entry.resident
-    model_class = getattr(importlib.import_module(module_name), class_name)
-    model_config_class = importlib.import_module("mflux.models.common.config").ModelConfig
-    return model_class(quantize=quantize, model_config=getattr(model_config_class, factory)())
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Worker process side
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _resolve(path: str) -> Loader:
-    """Imports "module:attr" inside the worker, so the parent never imports mflux (or a test's fake)."""
-    module_name, _, attr = path.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
-    if not callable(target):
-        raise TypeError(f"loader {path} is not callable")
-    return target  # type: ignore[no-any-return]
-
-
-def _accepts(function: Callable[..., Any], parameter: str) -> bool:
-    """mflux's models differ in keywords (ZImageTurbo has no negative_prompt), so look before passing one."""
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return True
-    return parameter in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-
-
-def _png_bytes(image: Any) -> bytes:
-    """mflux's GeneratedImage.save(path) never overwrites (it picks image_1.png...), hence a fresh directory."""
-    with tempfile.TemporaryDirectory(prefix="herd-mesh-mflux-") as directory:
-        path = Path(directory) / "image.png"
-        image.save(str(path))
-        if not path.exists():
-            written = sorted(Path(directory).glob("*.png"))
-            if not written:
-                raise RuntimeError("the model saved no image")
-            path = written[0]
-        data = path.read_bytes()
-    if not data.startswith(_PNG_SIGNATURE):
-        raise RuntimeError("the model saved something that is not a PNG")
-    return data
-
-
-def _free_memory() -> None:
-    gc.collect()
-    mx = sys.modules.get("mlx.core")
-    if mx is None:
-        return
-    clear = getattr(mx, "clear_cache", None) or getattr(getattr(mx, "metal", None), "clear_cache", None)
-    if callable(clear):
-        clear()
-
-
-def _ms_since(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
-
-
-class _Resident:
-    """The worker's state: at most one model in memory, keyed by (name, quantize)."""
-
-    def __init__(self, loader_path: str) -> None:
-        self._loader_path = loader_path
-        self._loader: Loader | None = None
-        self._model: Any = None
-        self._key: tuple[str, int] | None = None
-
-    def handle(self, job: ImageJob, send: Callable[[tuple[Any, ...]], None]) -> None:
-        try:
-            reply = self._generate(job, send)
-        except Exception as exc:  # every failure goes back to the parent as a message
-            message = str(exc) or repr(exc)
-            reply = ("error", type(exc).__name__, message[:MAX_ERROR_CHARS])
-        send(reply)
-
-    def _generate(self, job: ImageJob, send: Callable[[tuple[Any, ...]], None]) -> tuple[Any, ...]:
-        load_ms = 0
-        key = (job.model, job.quantize)
-        if self._key != key:
-            if self._model is not None:
-                self._model, self._key = None, None
-                _free_memory()
-                send(("loaded", None))
-            if self._loader is None:
-                self._loader = _resolve(self._loader_path)
-            started = time.perf_counter()
-            self._model = self._loader(job.model, job.quantize)
-            self._key = key
-            load_ms = _ms_since(started)
-            send(("loaded", job.model))
-        kwargs: dict[str, Any] = {
-            "seed": job.seed,
-            "prompt": job.prompt,
-            "num_inference_steps": job.steps,
-            "height": job.height,
-            "width": job.width,
-        }
-        ignored: list[str] = []
-        if job.negative_prompt:
-            if _accepts(self._model.generate_image, "negative_prompt"):
-                kwargs["negative_prompt"] = job.negative_prompt
-            else:
-                ignored.append("negative_prompt")
-        started = time.perf_counter()
-        png = _png_bytes(self._model.generate_image(**kwargs))
-        return ("image", png, load_ms, _ms_since(started), tuple(ignored))
-
-
-def _worker_main(conn: Connection, loader_path: str) -> None:
-    """Entry point of the spawned worker: serve requests until "quit" or until the parent goes away."""
-    # Ctrl-C reaches the whole process group; the parent decides when the worker ends.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    resident = _Resident(loader_path)
-    try:
-        while True:
-            request = conn.recv()
-            if request[0] != "generate":
-                return
-            resident.handle(request[1], conn.send)
-    except (EOFError, OSError):  # the parent closed the pipe or died: nobody is left to serve
-        return
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -368,7 +223,7 @@ class ResidentMfluxEngine:
         context = multiprocessing.get_context("spawn")  # no fork: safe with the event loop's threads
         parent_conn, child_conn = context.Pipe(duplex=True)
         process = context.Process(
-            target=_worker_main, args=(child_conn, self._loader), name="herd-mesh-mflux", daemon=True
+            target=worker_main, args=(child_conn, self._loader), name="herd-mesh-mflux", daemon=True
         )
         process.start()
         child_conn.close()  # only the worker holds its end, so its death reads as EOF here

@@ -59,15 +59,24 @@ class PeerClient:
 
     async def get_json(self, path: str, timeout_s: float = 5.0, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
         """A JSON object answer, read as a stream and refused beyond `max_bytes` (a peer cannot flood us)."""
+        return await self._json_call("GET", path, None, timeout_s, max_bytes)
+
+    async def _json_call(
+        self, method: str, path: str, body: Any, timeout_s: float, max_bytes: int = MAX_JSON_BYTES
+    ) -> dict[str, Any]:
+        content = None if body is None else json.dumps(body).encode()
+        headers = {} if body is None else {"Content-Type": "application/json"}
         try:
-            async with self._client.stream("GET", path, timeout=timeout(timeout_s)) as response:
-                body = await read_capped(response, max_bytes, self.node_id)
+            async with self._client.stream(
+                method, path, content=content, headers=headers, timeout=timeout(timeout_s)
+            ) as response:
+                raw = await read_capped(response, max_bytes, self.node_id)
         except httpx.HTTPError as exc:
             raise _unreachable(self.node_id, exc) from exc
         if response.status_code != 200:
-            raise PeerRefused(self.node_id, response.status_code, body, response.headers.get("content-type", ""))
+            raise PeerRefused(self.node_id, response.status_code, raw, response.headers.get("content-type", ""))
         try:
-            data = json.loads(body)
+            data = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             raise PeerRefused(self.node_id, 502, b'{"error": "answered with something that is not JSON"}') from exc
         if not isinstance(data, dict):
@@ -88,23 +97,7 @@ class PeerClient:
 
     async def post_json(self, path: str, body: Any, timeout_s: float) -> dict[str, Any]:
         """POST a JSON body and read a JSON object answer (settings exchange, steal requests)."""
-        headers = {"Content-Type": "application/json"}
-        try:
-            async with self._client.stream(
-                "POST", path, content=json.dumps(body).encode(), headers=headers, timeout=timeout(timeout_s)
-            ) as response:
-                raw = await read_capped(response, MAX_JSON_BYTES, self.node_id)
-        except httpx.HTTPError as exc:
-            raise _unreachable(self.node_id, exc) from exc
-        if response.status_code != 200:
-            raise PeerRefused(self.node_id, response.status_code, raw, response.headers.get("content-type", ""))
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise PeerRefused(self.node_id, 502, b'{"error": "answered with something that is not JSON"}') from exc
-        if not isinstance(data, dict):
-            raise PeerRefused(self.node_id, 502, b'{"error": "answered with JSON that is not an object"}')
-        return data
+        return await self._json_call("POST", path, body, timeout_s)
 
     @asynccontextmanager
     async def stream(

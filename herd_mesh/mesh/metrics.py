@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-GB = 1024**3
+from ..core.units import GIB as GB
 
 
 @dataclass(frozen=True)

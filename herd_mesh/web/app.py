@@ -89,8 +89,11 @@ def choose_image_engine(config: Config, keep_alive_s: float, on_change: Changes)
     return MfluxCliEngine(pid_dir=config.data_dir / "mflux-jobs")
 
 
-def build(config: Config, *, transport: httpx.AsyncBaseTransport | None = None) -> Peer:
-    """Every object of one peer, wired. `transport` routes peer-to-peer calls in-process (tests)."""
+def build(
+    config: Config, *, transport: httpx.AsyncBaseTransport | None = None, image_engine: ImageEngine | None = None
+) -> Peer:
+    """Every object of one peer, wired. The seams for in-process tests: `transport` carries peer-to-peer calls,
+    `image_engine` replaces the engine this machine would choose."""
     identity = Identity(config.node_id, config.mesh, config.url, uuid.uuid4().hex[:12], time.time())
     rng = random.Random()
 
@@ -102,7 +105,7 @@ def build(config: Config, *, transport: httpx.AsyncBaseTransport | None = None) 
 
     # engines and services
     changes = Changes()
-    engine = choose_image_engine(config, float(settings.get("image_keep_alive_s")), changes)
+    engine = image_engine or choose_image_engine(config, float(settings.get("image_keep_alive_s")), changes)
     logger.info("image engine: %s", engine.name)
     images = ImageService(
         node_id=config.node_id,

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ...core.protocol import H_MESH, H_NODE
+from ...core.units import DAY_S
 from ...core.work import KINDS
 from ...errors import RequestError
 from ...mesh.membership import Membership
@@ -72,7 +73,7 @@ class MeshRoutes:
 
     async def records(self, request: Request) -> Response:
         """This peer's own rows (`since`, optional `kind`, `limit`), for another peer's mesh-wide statistics."""
-        since = float_param(request, "since", time.time() - 86400)
+        since = float_param(request, "since", time.time() - DAY_S)
         kind = request.query_params.get("kind")
         if kind is not None and kind not in KINDS:
             raise RequestError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
