@@ -61,6 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-mdns", action="store_true", help="do not use mDNS: static peers only [HERD_MDNS=false]")
     p.add_argument("--ollama-url", help="this machine's Ollama [OLLAMA_HOST; default http://localhost:11434]")
+    p.add_argument(
+        "--allow-host",
+        dest="allow_hosts",
+        action="append",
+        metavar="NAME",
+        help="another name this peer may be reached by (a DNS name of your own); requests for any other name "
+        "get 421, which stops DNS rebinding; repeatable [HERD_ALLOW_HOSTS, comma-separated]",
+    )
+    p.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="a web app origin allowed to call the API from a browser (CORS), e.g. http://localhost:5173; "
+        "repeatable [HERD_CORS_ORIGINS, comma-separated; default: none]",
+    )
     p.add_argument("--log-level", choices=config_mod.LOG_LEVELS, help="[HERD_LOG_LEVEL; default info]")
     p.add_argument("--version", action="version", version=f"herd-mesh {__version__}")
     return p
@@ -95,10 +111,13 @@ class _Server(uvicorn.Server):
 
 
 def run(cfg: Config) -> int:
+    from .storage.files import PRIVATE_UMASK, make_private
     from .web.app import build  # imported late: keeps `herd --help` fast
+    from .web.connections import MAX_CONNECTIONS, guarded_protocol, raise_open_files_limit
 
+    os.umask(PRIVATE_UMASK)  # every file this peer creates is its user's alone
     try:
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(cfg.data_dir)
     except OSError as exc:
         logger.error("cannot create the data directory %s: %s (choose another with --data-dir)", cfg.data_dir, exc)
         return EXIT_CONFIG
@@ -114,10 +133,16 @@ def run(cfg: Config) -> int:
             return EXIT_PORT_IN_USE
         logger.error("cannot listen on %s:%d: %s (see --host and --port)", cfg.host, cfg.port, exc)
         return EXIT_PORT_IN_USE
+    raise_open_files_limit()
     peer = build(cfg)
     server = _Server(
         uvicorn.Config(
-            peer.app, log_level=cfg.log_level, access_log=cfg.log_level == "debug", timeout_graceful_shutdown=60
+            peer.app,
+            log_level=cfg.log_level,
+            access_log=cfg.log_level == "debug",
+            timeout_graceful_shutdown=60,
+            http=guarded_protocol(peer.is_peer_address),
+            limit_concurrency=MAX_CONNECTIONS,
         ),
         leave=peer.node.leave,
     )
@@ -138,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "no_mdns": args.no_mdns,
         "ollama_url": args.ollama_url,
         "log_level": args.log_level,
+        "allow_hosts": tuple(args.allow_hosts or ()),
+        "cors_origins": tuple(args.cors_origins or ()),
     }
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:

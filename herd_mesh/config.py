@@ -41,6 +41,8 @@ class Config:
     mdns: bool = True
     ollama_url: str = DEFAULT_OLLAMA_URL
     log_level: str = "info"
+    allow_hosts: tuple[str, ...] = ()  # extra Host header names this peer answers to (besides its own)
+    cors_origins: tuple[str, ...] = ()  # web origins allowed to call the API from a browser
     extra: Mapping[str, Any] = field(default_factory=dict)  # the EXTRA_KEYS given in config.toml
 
     def __post_init__(self) -> None:
@@ -58,6 +60,11 @@ class Config:
         for url in self.peers:
             _check_url(url, "--peer", "http://192.168.1.20:11435")
         _check_url(self.ollama_url, "--ollama-url", "http://localhost:11434")
+        for name in self.allow_hosts:
+            if not _valid_host(name):
+                raise ConfigError(f"--allow-host needs a host name such as studio.lan, got {name!r}")
+        for origin in self.cors_origins:
+            _check_origin(origin)
 
     def advertised_addresses(self) -> list[str]:
         """What peers should dial: --advertise, else the bound host when specific, else the LAN IPv4s."""
@@ -72,6 +79,25 @@ class Config:
         return f"http://{self.advertised_addresses()[0]}:{self.port}"
 
 
+def local_addresses() -> list[str]:
+    """Every address of this machine's interfaces, IPv4 and IPv6 (loopback included)."""
+    import psutil
+
+    return [a.address.split("%", 1)[0] for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family in (socket.AF_INET, socket.AF_INET6)]  # fmt: skip
+
+
+def host_names(config: Config) -> set[str]:
+    """The names a browser may use for this peer (`Host`): any other name is a DNS rebinding attempt."""
+    names = {"localhost", "127.0.0.1", "::1", *config.allow_hosts, *config.advertised_addresses()}
+    if config.host not in ("0.0.0.0", "::", ""):
+        names.add(config.host)
+    for name in {socket.gethostname(), socket.getfqdn()}:
+        short = name.split(".", 1)[0]
+        names |= {name, short, f"{short}.local"}
+    return {n.lower() for n in names if n}
+
+
 def _check_port(port: Any, what: str) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ConfigError(f"{what} must be an integer from 1 to 65535, got {port!r}")
@@ -83,6 +109,18 @@ def _check_ipv4(address: str, what: str) -> None:
         ipaddress.IPv4Address(address)
     except ValueError as exc:
         raise ConfigError(f"{what} must be an IPv4 address such as 192.168.1.20, got {address!r}") from exc
+
+
+def _check_origin(origin: str) -> None:
+    """A web origin: scheme://host[:port], exactly as a browser sends it in `Origin` (no path, no slash)."""
+    message = f"--cors-origin needs an origin such as http://localhost:5173, got {origin!r}"
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{message}: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or "@" in origin:
+        raise ConfigError(message)
 
 
 def _check_url(url: str, what: str, example: str) -> None:
@@ -237,6 +275,8 @@ SOURCES = {
     "mdns": ("HERD_MDNS", "mdns"),
     "ollama_url": ("OLLAMA_HOST", "ollama_url"),
     "log_level": ("HERD_LOG_LEVEL", "log_level"),
+    "allow_hosts": ("HERD_ALLOW_HOSTS", "allow_hosts"),
+    "cors_origins": ("HERD_CORS_ORIGINS", "cors_origins"),
 }
 STRING_SOURCES = ("host", "node_id", "mesh", "ollama_url", "log_level")
 
@@ -245,7 +285,13 @@ def _origin(name: str, source: str, path: Path) -> str:
     """How an error names where a value came from: the flag, the environment variable, or the file's key."""
     env_name, key = SOURCES[name]
     if source == "flag":
-        return {"peers": "--peer", "mdns": "--no-mdns"}.get(name, "--" + name.replace("_", "-"))
+        flags = {
+            "peers": "--peer",
+            "mdns": "--no-mdns",
+            "allow_hosts": "--allow-host",
+            "cors_origins": "--cors-origin",
+        }
+        return flags.get(name, "--" + name.replace("_", "-"))
     return env_name if source == "env" else f"'{key}' in {path}"
 
 
@@ -280,6 +326,8 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
     for address in advertise:
         _check_ipv4(address, origin["advertise"])
     peers = _strings(values["peers"], origin["peers"]) if "peers" in values else ()
+    allow_hosts = _strings(values["allow_hosts"], origin["allow_hosts"]) if "allow_hosts" in values else ()
+    cors_origins = _strings(values["cors_origins"], origin["cors_origins"]) if "cors_origins" in values else ()
     ollama_url = normalise_ollama_url(text["ollama_url"], origin["ollama_url"]) if "ollama_url" in text else None
     mdns = _bool(values["mdns"], origin["mdns"]) if "mdns" in values else True
     if flags.get("no_mdns"):
@@ -295,5 +343,7 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
         mdns=mdns,
         ollama_url=ollama_url or DEFAULT_OLLAMA_URL,
         log_level=text.get("log_level", "info").lower(),
+        allow_hosts=tuple(h.lower() for h in allow_hosts),
+        cors_origins=tuple(o.rstrip("/") for o in cors_origins),
         extra={k: v for k, v in file_values.items() if k in EXTRA_KEYS},
     )

@@ -35,6 +35,7 @@ class Reason(StrEnum):
     NO_ENGINE = "no-engine"  # no engine for this kind of work on that peer
     ENGINE_FAILED = "engine-failed"  # the engine ran and failed
     BAD_AUDIO = "bad-audio"  # the upload is not audio the engine can decode
+    OVERLOADED = "overloaded"  # its queue (or the caller's share of it) is full: retry later or elsewhere
 
     @classmethod
     def parse(cls, value: Any) -> Reason | None:
@@ -54,14 +55,27 @@ class ConfigError(HerdError):
 
 
 class RequestError(HerdError):
-    """A request that cannot be served as asked; becomes `{"error": message, "reason"?, **fields}` with `status`."""
+    """A request that cannot be served as asked; becomes `{"error": message, "reason"?, **fields}` with `status`,
+    and a `Retry-After` header when `retry_after` (seconds) is set."""
 
-    def __init__(self, message: str, status: int = 400, *, reason: Reason | None = None, **fields: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        *,
+        reason: Reason | None = None,
+        retry_after: int | None = None,
+        **fields: Any,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
         self.fields = fields
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"error": self.message}
@@ -102,6 +116,11 @@ class PeerRefused(PeerError):
         self.content_type = content_type or "application/json"
         self.fields = _json_object(body)
         super().__init__(node_id, self._message())
+
+    @classmethod
+    def of(cls, node_id: str, status: int, message: str, reason: Reason, **fields: Any) -> PeerRefused:
+        """A refusal made here, in the shape a peer would send it."""
+        return cls(node_id, status, json.dumps({"error": message, "reason": str(reason), **fields}).encode())
 
     def _message(self) -> str:
         error = self.fields.get("error")

@@ -127,6 +127,12 @@ class Peer:
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.post(self.url + path, timeout=kwargs.pop("timeout", 60), **kwargs)
 
+    def call_from(self, source: Peer, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A request to this peer sent from `source`'s address, as that peer's own calls are."""
+        transport = httpx.HTTPTransport(local_address=source.host)
+        with httpx.Client(transport=transport, timeout=kwargs.pop("timeout", 60)) as client:
+            return client.request(method, self.url + path, **kwargs)
+
     def statuses(self) -> dict[str, str]:
         """node id -> status in this peer's /mesh/peers (itself included)."""
         doc = self.get("/mesh/peers", timeout=2).json()

@@ -13,8 +13,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+from starlette.types import ASGIApp
 
 from herd_mesh.config import Config
 from herd_mesh.engines.base import ImageJob, ImageOutput, Progress
@@ -67,10 +69,14 @@ class FakeEngine:
 
 
 class Network(httpx.AsyncBaseTransport):
-    """Routes each request to the app of the peer whose address is the URL's host; `cut` hosts are unreachable."""
+    """Routes each request to the app of the peer whose address is the URL's host; `cut` hosts are unreachable.
+
+    A call a peer makes arrives from that peer's address (the host of its `X-Herd-Url`), as on a real LAN; any
+    other call from 127.0.0.1, like curl on the same Mac.
+    """
 
     def __init__(self) -> None:
-        self.apps: dict[str, httpx.ASGITransport] = {}
+        self.apps: dict[str, ASGIApp] = {}
         self.cut: set[str] = set()
         self.calls: list[tuple[str, str]] = []  # (host, path) of every call that got through
 
@@ -79,7 +85,9 @@ class Network(httpx.AsyncBaseTransport):
         if host in self.cut or host not in self.apps:
             raise httpx.ConnectError(f"{host} is unreachable", request=request)
         self.calls.append((host, request.url.path))
-        return await self.apps[host].handle_async_request(request)
+        caller = urlsplit(request.headers.get("X-Herd-Url", "")).hostname or "127.0.0.1"
+        transport = httpx.ASGITransport(app=self.apps[host], client=(caller, 40000))
+        return await transport.handle_async_request(request)
 
 
 class InProcessMesh:
@@ -96,7 +104,7 @@ class InProcessMesh:
                             ollama_url="http://127.0.0.1:9")  # fmt: skip
             self.engines[name] = FakeEngine()
             self.peers[name] = build(config, transport=self.network, image_engine=self.engines[name])
-            self.network.apps[host] = httpx.ASGITransport(app=self.peers[name].app)
+            self.network.apps[host] = self.peers[name].app
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[InProcessMesh]:

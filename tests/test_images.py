@@ -84,17 +84,30 @@ def test_a_forwarded_request_is_never_forwarded_again(mesh: Mesh) -> None:
     mesh.wait_all_see_each_other()
     forwarded = {"X-Herd-Forwarded": "1", "X-Herd-Node": "alpha", "X-Herd-Mesh": mesh.name}
     # bravo cannot run it: it says so instead of passing it on to alpha
-    refused = b.post("/api/generate-image", json=SMALL, headers=forwarded)
+    refused = b.call_from(a, "POST", "/api/generate-image", json=SMALL, headers=forwarded)
     assert refused.status_code == 404 and "not installed on bravo" in refused.json()["error"]
     # alpha runs a forwarded job itself even while busy and idle peers exist (no redirect was allowed)
     c = mesh.add("charlie", ms_per_mp_step=50)
     mesh.wait_all_see_each_other()
+    from_b = {**forwarded, "X-Herd-Node": "bravo"}
     with ThreadPoolExecutor(3) as pool:
-        jobs = [pool.submit(a.post, "/api/generate-image", json={**SMALL, "seed": i}, headers=forwarded)
-                for i in range(3)]  # fmt: skip
+        jobs = [pool.submit(a.call_from, b, "POST", "/api/generate-image", json={**SMALL, "seed": i},
+                            headers=from_b) for i in range(3)]  # fmt: skip
         results = [j.result() for j in jobs]
     assert [r.headers.get("X-Fleet-Node") for r in results] == ["alpha"] * 3
     assert c.alive
+
+
+def test_a_forwarded_header_from_a_stranger_is_an_ordinary_request(mesh: Mesh) -> None:
+    """Anyone can send X-Herd-Forwarded; from an address that is no peer's it is routed and recorded as usual."""
+    a = mesh.add("alpha", mflux=False)
+    mesh.add("bravo")
+    mesh.wait_all_see_each_other()
+    forged = {"X-Herd-Forwarded": "1", "X-Herd-Node": "bravo", "X-Herd-Mesh": mesh.name, "X-Herd-Job": "forged"}
+    response = a.post("/api/generate-image", json=SMALL, headers=forged)  # from 127.0.0.1: not bravo's address
+    assert response.status_code == 200 and response.headers["X-Fleet-Node"] == "bravo"  # routed, not refused
+    records = a.get("/dashboard/api/image-stats?scope=local").json()
+    assert records["total"] == 1 and records["recent"][0]["job_id"] != "forged"
 
 
 def test_peer_killed_mid_job_the_request_still_succeeds(mesh: Mesh) -> None:
@@ -183,8 +196,11 @@ def test_every_validation_case_gets_a_400_naming_the_field(mesh: Mesh) -> None:
     for raw, needle in ((b"", "empty"), (b"{not json", "JSON"), (b"[1, 2]", "object"), (b"null", "object")):
         response = a.post("/api/generate-image", content=raw, headers={"Content-Type": "application/json"})
         assert response.status_code == 400 and needle in response.json()["error"], response.text
-    huge = a.post("/api/generate-image", content=b'{"prompt": "' + b"x" * (1024 * 1024 + 10) + b'"}')
+    big = b'{"prompt": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    huge = a.post("/api/generate-image", content=big, headers={"Content-Type": "application/json"})
     assert huge.status_code == 413 and "error" in huge.json()
+    unlabelled = a.post("/api/generate-image", content=b'{"model": "z-image-turbo", "prompt": "x"}')
+    assert unlabelled.status_code == 415 and "application/json" in unlabelled.json()["error"]
     unknown = generate(a, {**SMALL, "model": "dall-e-9"})
     assert unknown.status_code == 404
     assert "z-image-turbo" in unknown.json()["available"]

@@ -15,15 +15,19 @@ import pytest
 from zeroconf import IPVersion, ServiceInfo, Zeroconf
 
 from herd_mesh.core import txt
-from tests.harness import Mesh, next_address, wait_until
+from tests.harness import Mesh, Peer, next_address, wait_until
+
+IMAGE = {"model": "z-image-turbo", "prompt": "a test", "width": 64, "height": 64, "steps": 1}
 
 
 class FakePeer:
     """An HTTP server at `host:11435` that answers pings as another node, and counts them."""
 
     def __init__(self, host: str, *, answers_as: str, mesh: str) -> None:
+        self.host = host
         self.url = f"http://{host}:11435"
         self.pings = 0
+        self.posts = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,11 +39,21 @@ class FakePeer:
                 self.end_headers()
                 self.wfile.write(body.encode())
 
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                fake.posts += 1
+                self.send_response(500)
+                self.end_headers()
+
             def log_message(self, *args: object) -> None:
                 pass
 
         self._server = ThreadingHTTPServer((host, 11435), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def call(self, peer: Peer, path: str, headers: dict[str, str]) -> httpx.Response:
+        """A GET to `peer` from this fake's own address."""
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=self.host), timeout=10) as client:
+            return client.get(peer.url + path, headers=headers)
 
     def __enter__(self) -> FakePeer:
         self._thread.start()
@@ -207,19 +221,26 @@ def test_forged_peer_headers_cannot_add_move_or_remove_peers(mesh: Mesh) -> None
     """Anyone on the LAN can send X-Herd-* headers; a peer believes them only after checking the address."""
     a, b = mesh.add("alpha"), mesh.add("bravo")
     mesh.wait_all_see_each_other()
-    claim = {"X-Herd-Mesh": mesh.name}
-    with FakePeer(next_address(), answers_as="mallory", mesh=mesh.name) as fake:
-        # a fake peer, and bravo "moved" to an address where someone else answers
-        a.get("/mesh/ping", headers={**claim, "X-Herd-Node": "evil", "X-Herd-Url": fake.url})
-        a.get("/mesh/ping", headers={**claim, "X-Herd-Node": "bravo", "X-Herd-Url": fake.url})
+    boot = b.get("/mesh/ping").json()["boot_id"]
+    with FakePeer(next_address(), answers_as="bravo", mesh=mesh.name) as fake:
+        claim = {"X-Herd-Mesh": mesh.name, "X-Herd-Url": fake.url}
+        # from its own address, the fake says "bravo moved here", and "I am a new peer called evil"
+        fake.call(a, "/mesh/ping", {**claim, "X-Herd-Node": "bravo", "X-Herd-Boot": "new-boot"})
+        fake.call(a, "/mesh/ping", {**claim, "X-Herd-Node": "evil"})
+        # from a third address, the same claims are not even checked
+        a.get("/mesh/ping", headers={**claim, "X-Herd-Node": "mallory"})
         # a leave notice for bravo, which is alive and not leaving
-        a.post("/mesh/leave", headers={**claim, "X-Herd-Node": "bravo"})
-        # alpha checked every claim (it pinged the claimed address, and bravo) and refused them
-        wait_until(lambda: fake.pings >= 2, 10, what="alpha to check the claimed address")
-        wait_until(lambda: "claimed to be evil" in a.log_tail(300) and "claimed to be bravo" in a.log_tail(300), 10,
-                   what="alpha to refuse both claims")  # fmt: skip
-        wait_until(lambda: "ignoring a leave notice for bravo" in a.log_tail(300), 10,
-                   what="alpha to refuse the leave notice")  # fmt: skip
+        a.post("/mesh/leave", headers={"X-Herd-Mesh": mesh.name, "X-Herd-Node": "bravo"})
+        # alpha checked each claim made from the fake's own address (it pinged it) and refused them all
+        wait_until(lambda: fake.pings >= 2, 10, what="alpha to check the claims at the fake's address")
+        wait_until(lambda: "ignoring a claim that bravo moved" in a.log_tail(300), 10, what="bravo's claim refused")
+        wait_until(lambda: "claimed to be evil" in a.log_tail(300), 10, what="evil's claim refused")
+        wait_until(lambda: "ignoring a leave notice for bravo" in a.log_tail(300), 10, what="the notice refused")
         peers = {p["node_id"]: p for p in a.get("/mesh/peers").json()["peers"]}
         assert set(peers) == {"alpha", "bravo"}
         assert peers["bravo"]["status"] == "up" and peers["bravo"]["url"] == b.url
+        assert b.get("/mesh/ping").json()["boot_id"] == boot
+        # and no client's job ever reaches the fake
+        for i in range(4):
+            assert a.post("/api/generate-image", json={**IMAGE, "seed": i}).status_code == 200
+        assert fake.posts == 0

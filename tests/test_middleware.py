@@ -11,7 +11,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from herd_mesh.web.app import UPLOAD_PATHS
-from herd_mesh.web.middleware import MAX_BODY_BYTES, BodyLimitMiddleware
+from herd_mesh.web.middleware.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
 
 MB = 1024 * 1024
 

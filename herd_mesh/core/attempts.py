@@ -19,7 +19,8 @@ from typing import Any
 from ..errors import Reason, RequestError
 from .work import Choice
 
-CAPACITY = frozenset({Reason.BUSY, Reason.DISABLED, Reason.NOT_INSTALLED, Reason.NO_ENGINE})  # another peer may
+CAPACITY = frozenset({Reason.BUSY, Reason.DISABLED, Reason.NOT_INSTALLED, Reason.NO_ENGINE, Reason.OVERLOADED})
+RETRY_AFTER_S = 5  # what a client is told to wait when every peer is busy (seconds)
 MAX_TRIES = 4  # peers tried for one request before giving up (moves to a better peer do not count)
 SETTINGS_CURL = (
     "curl -X POST http://localhost:11435/dashboard/api/settings -H 'Content-Type: application/json' "
@@ -162,7 +163,7 @@ class Attempts:
             )  # fmt: skip
         if statuses <= {404, 429, 503}:
             return RequestError(f"every peer that can serve {model or what} is busy or off ({summary}); "
-                                "retry in a moment", 503, attempts=report)  # fmt: skip
+                                "retry in a moment", 503, retry_after=RETRY_AFTER_S, attempts=report)  # fmt: skip
         return RequestError(f"{what} failed on every peer tried ({summary})", 502, attempts=report)
 
 

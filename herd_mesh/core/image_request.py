@@ -5,6 +5,7 @@ that names the field and what is allowed. Limits are documented in README.md ("P
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,17 @@ class ImageJob:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float | None:
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def loads_finite(raw: bytes | str) -> Any:
+    """JSON from another peer: NaN, Infinity and overflowing numbers (1e400) become null, so nothing we
+    serve from it can fail to serialise."""
+    return json.loads(raw, parse_float=_finite, parse_constant=lambda _: None)
 
 
 def parse_json(raw: bytes | str, what: str = "request body") -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import Reason, RequestError
 from .image_request import header_tags, parse_json, parse_json_object, parse_tags
@@ -93,12 +93,21 @@ def parse_llm_request(raw: bytes, *, default_stream: bool, tags_header: str | No
 
 @dataclass(frozen=True)
 class AudioRequest:
-    audio: bytes
+    audio: bytes | BinaryIO  # the recording, in memory or in a (spooled) file
     filename: str
     model: str = ""  # "" = the running peer's default
     language: str | None = None
     response_format: str = "json"
     tags: tuple[str, ...] = ()
+
+
+def _size(content: bytes | BinaryIO) -> int:
+    if isinstance(content, bytes):
+        return len(content)
+    content.seek(0, 2)
+    size = content.tell()
+    content.seek(0)
+    return size
 
 
 def parse_audio_form(
@@ -118,9 +127,9 @@ def parse_audio_form(
     if "file" in fields and "audio" in fields:
         raise RequestError("send the recording once: as 'audio' or as 'file', not both")
     filename, content = fields[key][0]
-    if filename is None or not isinstance(content, bytes):
+    if filename is None or isinstance(content, str):
         raise RequestError(f"'{key}' must be a file upload (curl {example}), not a text field")
-    if not content:
+    if not _size(content):
         raise RequestError(f"the uploaded audio file {filename!r} is empty", reason=Reason.BAD_AUDIO)
 
     def text(name: str) -> str | None:

@@ -161,6 +161,8 @@ class PeerTable:
             peer.status = "down"
             peer.down_since = now
             peer.last_error = "left the mesh"
+            peer.capabilities = {}
+            peer.state_version = -1
         else:
             del self._peers[node_id]
 
@@ -181,6 +183,8 @@ class PeerTable:
         if peer.status != "down" and peer.failing_since is not None and now - peer.failing_since >= SUSPECT_TO_DOWN_S:
             peer.status = "down"
             peer.down_since = now
+            peer.capabilities = {}  # its queue and models are unknown now; refetched when it is back
+            peer.state_version = -1
 
     @staticmethod
     def _restarted(peer: Peer, boot_id: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from ..core import catalogue
 from ..core.attempts import Attempts, switched_off
 from ..core.image_request import MAX_SEED, ImageJob, ImageRequest
+from ..core.protocol import H_FORWARDED, H_JOB, H_REDIRECTABLE
 from ..core.ranking import rank, redirect_target, sent_record
 from ..core.rng import Rng
 from ..core.views import MeshSnapshot
@@ -191,9 +192,9 @@ class ImageDispatch:
         client = self._clients.for_node(node)
         if client is None:
             raise PeerUnreachable(node, "left the mesh")
-        headers = {"Content-Type": "application/json", "X-Herd-Forwarded": "1", "X-Herd-Job": job.job_id}
+        headers = {"Content-Type": "application/json", H_FORWARDED: "1", H_JOB: job.job_id}
         if redirectable:
-            headers["X-Herd-Redirectable"] = "1"
+            headers[H_REDIRECTABLE] = "1"
         body = json.dumps(_to_json(job)).encode()
 
         async def post() -> tuple[bytes, Any]:

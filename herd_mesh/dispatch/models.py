@@ -13,15 +13,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..core import model_scoring
-from ..core.api_errors import error_body
 from ..core.attempts import Attempts, switched_off
 from ..core.model_request import AudioRequest
 from ..core.model_scoring import ANY_MODEL, LLM_COSTS, STT_COSTS, Costs
+from ..core.protocol import H_FORWARDED, H_JOB
 from ..core.rng import Rng
 from ..core.views import LIVE, MeshSnapshot
 from ..core.work import Choice, Sent, Work
@@ -31,7 +31,7 @@ from ..mesh.clients import MAX_ERROR_BYTES, PeerClients, read_capped
 from ..services.ollama_service import OllamaService
 from ..services.whisper_service import WhisperService
 from .dispatcher import Dispatcher
-from .relay import Opened, Reader, framing, nothing, while_alive
+from .relay import Opened, Reader, framing, nothing, relayable, while_alive
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Call:
     kind: str  # llm | embeddings | transcription | meta (model details: routed, never recorded)
     api: str  # ollama | openai | herd: the shape of errors and of a stream's error event
     path: str
-    body: bytes
+    body: bytes | Callable[[], AsyncIterator[bytes]]  # a large upload is read again from disk for each try
     content_type: str = "application/json"
     model: str = ""  # as the client named it; "" lets a transcription use the peer's default
     tags: tuple[str, ...] = ()
@@ -129,7 +129,7 @@ class ModelDispatch:
             raise PeerUnreachable(node_id, "left the mesh")
         stack = contextlib.AsyncExitStack()
         stack.callback(release)
-        headers = {"Content-Type": call.content_type, "X-Herd-Forwarded": "1", "X-Herd-Job": job_id}
+        headers = {"Content-Type": call.content_type, H_FORWARDED: "1", H_JOB: job_id}
 
         def fail(reason: str) -> Exception:
             return PeerUnreachable(node_id, reason)
@@ -139,10 +139,12 @@ class ModelDispatch:
 
         try:
             opening = stack.enter_async_context(
-                client.stream("POST", call.path, content=call.body, headers=headers, timeout_s=READ_TIMEOUT_S)
+                client.stream(
+                    "POST", call.path, content=_content(call.body), headers=headers, timeout_s=READ_TIMEOUT_S
+                )
             )
             response = await while_alive(opening, alive=alive, fail=fail)
-            content_type = response.headers.get("content-type", "application/json")
+            content_type = _checked(node_id, response.headers.get("content-type", "application/json"))
             reader = Reader(response.aiter_bytes(), framing(content_type), fail=fail, alive=alive)
             head = await reader.head()
         except BaseException:
@@ -160,8 +162,7 @@ class ModelDispatch:
         return await self._ollama_here(call, job_id)
 
     def _refuse(self, status: int, message: str, reason: Reason, **fields: Any) -> PeerRefused:
-        body = json.dumps(error_body("herd", status, message, reason=str(reason), **fields)).encode()
-        return PeerRefused(self.me, status, body)
+        return PeerRefused.of(self.me, status, message, reason, **fields)
 
     async def _ollama_here(self, call: Call, job_id: str) -> Opened:
         service = self.llm
@@ -184,7 +185,7 @@ class ModelDispatch:
         try:
             try:
                 response = await stack.enter_async_context(
-                    service.client.stream(call.path, content=call.body, content_type=call.content_type)
+                    service.client.stream(call.path, content=_content(call.body), content_type=call.content_type)
                 )
             except EngineError:
                 service.poke()
@@ -192,7 +193,7 @@ class ModelDispatch:
             if response.status_code != 200:  # Ollama's own answer, passed on or retried elsewhere as it says
                 body = await read_capped(response, MAX_ERROR_BYTES, me, truncate=True)
                 raise PeerRefused(me, response.status_code, body, response.headers.get("content-type", ""))
-            content_type = response.headers.get("content-type", "application/json")
+            content_type = _checked(me, response.headers.get("content-type", "application/json"))
             reader = Reader(response.aiter_bytes(), framing(content_type), fail=fail)
             head = await reader.head()
         except BaseException:
@@ -249,7 +250,7 @@ class ModelDispatch:
             if client is None:
                 return node_id, fallback
             try:
-                doc = await client.get_json(path, LIST_TIMEOUT_S)
+                doc = await client.get_json(path, LIST_TIMEOUT_S, headers={H_FORWARDED: "1"})
             except (PeerRefused, PeerUnreachable) as exc:
                 logger.debug("model list from %s failed: %s", node_id, exc)
                 return node_id, fallback
@@ -306,6 +307,17 @@ class _Entry:
         return attempts.give_up(
             what=WHAT[self.call.kind], model=self.call.model, setting=setting, available=available
         )
+
+
+def _content(body: bytes | Callable[[], AsyncIterator[bytes]]) -> bytes | AsyncIterator[bytes]:
+    return body if isinstance(body, bytes) else body()
+
+
+def _checked(node_id: str, content_type: str) -> str:
+    if not relayable(content_type):
+        raise PeerRefused.of(node_id, 502, f"{node_id} answered with {content_type or 'no content type'}, which is "
+                             "not passed on", Reason.ENGINE_FAILED)  # fmt: skip
+    return content_type
 
 
 def transcript_body(transcript: Transcript, response_format: str) -> tuple[bytes, str]:

@@ -26,6 +26,14 @@ MAX_HELD_BYTES = 32 * 1024 * 1024  # an answer that is not streamed is held back
 
 
 # -- reading an answer, frame by frame -----------------------------------------------------------------------------
+RELAYABLE = ("application/json", "application/x-ndjson", "text/event-stream", "text/plain")
+
+
+def relayable(content_type: str) -> bool:
+    """Only data is passed on: a peer answering HTML (or anything else) must not get it run on our origin."""
+    return content_type.split(";", 1)[0].strip().lower() in RELAYABLE
+
+
 def framing(content_type: str) -> bytes | None:
     """The boundary a stream may be cut at: a line for NDJSON, a blank line for SSE, none for whole JSON."""
     content_type = content_type.lower()

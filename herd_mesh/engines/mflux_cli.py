@@ -21,6 +21,7 @@ from pathlib import Path
 from ..core.catalogue import INSTALL_COMMAND, MODELS, ImageModel
 from ..errors import EngineError
 from .base import ImageJob, ImageOutput, Progress
+from .messages import tidy
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +233,7 @@ def _find_image(workdir: Path, expected: Path) -> Path | None:
 
 
 def _join(tail: collections.deque[str]) -> str:
-    lines = [line for line in tail if "%|" not in line] or list(tail)
-    return " | ".join(lines[-6:]) or "(no output)"
+    return tidy(tail)
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:

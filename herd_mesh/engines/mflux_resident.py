@@ -28,6 +28,7 @@ import anyio
 from ..core import catalogue
 from ..errors import ConfigError, EngineError
 from .base import ImageJob, ImageOutput, Progress
+from .messages import tidy_text
 from .mflux_worker import worker_main
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ class ResidentMfluxEngine:
                     )  # fmt: skip
                     return ImageOutput(png=png, generation_ms=generation_ms, load_ms=load_ms)
                 elif kind == "error":
-                    raise EngineError(f"mflux {job.model}: {message[1]}: {message[2]}")
+                    raise EngineError(f"mflux {job.model}: {message[1]}: {tidy_text(message[2])}")
                 else:
                     await self._stop_worker(worker, graceful=False)
                     raise EngineError(f"mflux worker sent an unexpected message: {kind!r}")

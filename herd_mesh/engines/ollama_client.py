@@ -48,7 +48,9 @@ class OllamaClient:
         return data
 
     @contextlib.asynccontextmanager
-    async def stream(self, path: str, *, content: bytes, content_type: str) -> AsyncIterator[httpx.Response]:
+    async def stream(
+        self, path: str, *, content: bytes | AsyncIterator[bytes], content_type: str
+    ) -> AsyncIterator[httpx.Response]:
         """POST and yield the response as soon as its headers arrive; the body is read by the caller."""
         request = self._client.build_request("POST", path, content=content, headers={"Content-Type": content_type})
         try:

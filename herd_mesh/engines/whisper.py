@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -22,9 +23,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from ..errors import EngineError, Reason, RequestError
+from .messages import tidy_text
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class WhisperEngine(Protocol):
 
     def loaded(self) -> set[str]: ...
 
-    def transcribe(self, audio: bytes, *, model: str, language: str | None) -> Transcript: ...
+    def transcribe(self, audio: bytes | BinaryIO, *, model: str, language: str | None) -> Transcript: ...
 
 
 @dataclass(frozen=True)
@@ -171,16 +173,16 @@ class FasterWhisperEngine(_Models):
                 try:
                     model = WhisperModel(source.location, device=self._device, compute_type=self._compute_type)
                 except Exception as exc:  # noqa: BLE001 - any load failure is this model's, reported as such
-                    raise EngineError(f"faster-whisper could not load {name} from {source.location}: {exc}") from exc
+                    raise EngineError(f"faster-whisper could not load {name}: {tidy_text(str(exc))}") from exc
                 logger.info("loaded Whisper %s in %.1f s", name, time.monotonic() - started)
                 self._loaded[name] = model
             return model
 
-    def transcribe(self, audio: bytes, *, model: str, language: str | None) -> Transcript:
+    def transcribe(self, audio: bytes | BinaryIO, *, model: str, language: str | None) -> Transcript:
         from faster_whisper import decode_audio
 
         try:
-            samples = decode_audio(io.BytesIO(audio), sampling_rate=SAMPLE_RATE)
+            samples = decode_audio(_file(audio), sampling_rate=SAMPLE_RATE)
         except Exception as exc:  # noqa: BLE001 - PyAV raises many kinds; all mean "not audio we can read"
             raise RequestError(
                 f"could not decode the audio ({exc}); send WAV, MP3, M4A, FLAC, OGG or WebM",
@@ -198,7 +200,7 @@ class FasterWhisperEngine(_Models):
             segments, info = whisper.transcribe(samples, language=language or None)
             parts = tuple(Segment(round(s.start, 2), round(s.end, 2), s.text.strip()) for s in segments)
         except Exception as exc:  # noqa: BLE001 - CTranslate2 failures surface as RuntimeError and friends
-            raise EngineError(f"faster-whisper failed on {model}: {exc}") from exc
+            raise EngineError(f"faster-whisper failed on {model}: {tidy_text(str(exc))}") from exc
         return Transcript(
             text=" ".join(p.text for p in parts if p.text).strip(),
             language=str(info.language),
@@ -220,12 +222,14 @@ class MlxWhisperEngine(_Models):
     def loaded(self) -> set[str]:
         return set(self._used)
 
-    def transcribe(self, audio: bytes, *, model: str, language: str | None) -> Transcript:  # pragma: no cover
+    def transcribe(
+        self, audio: bytes | BinaryIO, *, model: str, language: str | None
+    ) -> Transcript:  # pragma: no cover
         import mlx_whisper
         from mlx_whisper.audio import load_audio
 
         with tempfile.NamedTemporaryFile(suffix=".audio") as f:
-            f.write(audio)
+            shutil.copyfileobj(_file(audio), f)
             f.flush()
             try:
                 samples = load_audio(f.name)
@@ -240,7 +244,7 @@ class MlxWhisperEngine(_Models):
                 samples, path_or_hf_repo=self._sources[model].location, language=language or None
             )
         except Exception as exc:  # noqa: BLE001 - MLX and download failures alike
-            raise EngineError(f"mlx-whisper failed on {model}: {exc}") from exc
+            raise EngineError(f"mlx-whisper failed on {model}: {tidy_text(str(exc))}") from exc
         self._used = {model}
         parts = tuple(
             Segment(round(float(s["start"]), 2), round(float(s["end"]), 2), str(s["text"]).strip())
@@ -253,6 +257,14 @@ class MlxWhisperEngine(_Models):
             segments=parts,
             model=model,
         )
+
+
+def _file(audio: bytes | BinaryIO) -> BinaryIO:
+    """The recording as a file read from its start."""
+    if isinstance(audio, bytes):
+        return io.BytesIO(audio)
+    audio.seek(0)
+    return audio
 
 
 def choose_engine(configured: str | None) -> WhisperEngine | None:

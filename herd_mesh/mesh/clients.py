@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 
+from ..core.image_request import loads_finite
 from ..core.peer_table import PeerTable
 from ..core.protocol import Identity
 from ..errors import PeerRefused, PeerUnreachable
@@ -39,17 +40,28 @@ def _unreachable(node_id: str, exc: httpx.HTTPError) -> PeerUnreachable:
     return PeerUnreachable(node_id, f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
+Transports = Callable[[], httpx.AsyncBaseTransport]  # makes the transport of each new client
+
+
+def network_transports(local_address: str | None) -> Transports:
+    """Real connections; from `local_address` when the peer listens on one address, so that other peers see
+    calls come from the address it advertises (they believe claims only from a caller's own address)."""
+
+    def make() -> httpx.AsyncBaseTransport:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=8)
+        return httpx.AsyncHTTPTransport(local_address=local_address, limits=limits)
+
+    return make
+
+
 class PeerClient:
-    def __init__(
-        self, node_id: str, url: str, identity: Identity, transport: httpx.AsyncBaseTransport | None
-    ) -> None:
+    def __init__(self, node_id: str, url: str, identity: Identity, transport: httpx.AsyncBaseTransport) -> None:
         self.node_id = node_id
         self.url = url
         self._client = httpx.AsyncClient(
             base_url=url,
             headers=identity.headers(),
             timeout=timeout(30.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=8),
             trust_env=False,  # a corporate proxy must never sit between two Macs on a LAN
             transport=transport,
         )
@@ -57,15 +69,27 @@ class PeerClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def get_json(self, path: str, timeout_s: float = 5.0, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    async def get_json(
+        self,
+        path: str,
+        timeout_s: float = 5.0,
+        max_bytes: int = MAX_JSON_BYTES,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """A JSON object answer, read as a stream and refused beyond `max_bytes` (a peer cannot flood us)."""
-        return await self._json_call("GET", path, None, timeout_s, max_bytes)
+        return await self._json_call("GET", path, None, timeout_s, max_bytes, headers or {})
 
     async def _json_call(
-        self, method: str, path: str, body: Any, timeout_s: float, max_bytes: int = MAX_JSON_BYTES
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        timeout_s: float,
+        max_bytes: int = MAX_JSON_BYTES,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         content = None if body is None else json.dumps(body).encode()
-        headers = {} if body is None else {"Content-Type": "application/json"}
+        headers = {**(headers or {}), **({} if body is None else {"Content-Type": "application/json"})}
         try:
             async with self._client.stream(
                 method, path, content=content, headers=headers, timeout=timeout(timeout_s)
@@ -76,7 +100,7 @@ class PeerClient:
         if response.status_code != 200:
             raise PeerRefused(self.node_id, response.status_code, raw, response.headers.get("content-type", ""))
         try:
-            data = json.loads(raw)
+            data = loads_finite(raw)
         except (ValueError, RecursionError) as exc:
             raise PeerRefused(self.node_id, 502, b'{"error": "answered with something that is not JSON"}') from exc
         if not isinstance(data, dict):
@@ -101,7 +125,13 @@ class PeerClient:
 
     @asynccontextmanager
     async def stream(
-        self, method: str, path: str, *, content: bytes, headers: dict[str, str], timeout_s: float
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | AsyncIterator[bytes],
+        headers: dict[str, str],
+        timeout_s: float,
     ) -> AsyncIterator[httpx.Response]:
         """A response whose body the caller reads as it comes (jobs, streams). Failures before the headers
         arrive are PeerUnreachable; a non-200 answer is PeerRefused with (up to 64 KB of) its body."""
@@ -137,12 +167,10 @@ class PeerClients:
     """The pool: one client per known peer (rebuilt when its address changes), and one per address being
     contacted before its node id is known (static peers, callers' claims)."""
 
-    def __init__(
-        self, identity: Identity, table: PeerTable, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, identity: Identity, table: PeerTable, transports: Transports) -> None:
         self._identity = identity
         self._table = table
-        self._transport = transport  # tests route peers to in-process apps through this seam
+        self._transports = transports  # tests route peers to in-process apps through this seam
         self._by_node: dict[str, PeerClient] = {}
         self._by_url: dict[str, PeerClient] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -157,7 +185,7 @@ class PeerClients:
             if client is not None:
                 self._close_later(client)
             client = self._by_url.pop(peer.url, None) or PeerClient(
-                node_id, peer.url, self._identity, self._transport
+                node_id, peer.url, self._identity, self._transports()
             )
             client.node_id = node_id
             self._by_node[node_id] = client
@@ -166,7 +194,7 @@ class PeerClients:
     def for_url(self, url: str) -> PeerClient:
         client = self._by_url.get(url)
         if client is None:
-            client = self._by_url[url] = PeerClient(url, url, self._identity, self._transport)
+            client = self._by_url[url] = PeerClient(url, url, self._identity, self._transports())
         return client
 
     async def discard_url(self, url: str) -> None:

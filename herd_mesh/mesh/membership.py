@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..core import txt
 from ..core.names import valid_node_id, valid_peer_url
@@ -51,6 +52,19 @@ class Membership:
 
     def knows(self, node_id: str) -> bool:
         return self._table.get(node_id) is not None
+
+    def is_peer_address(self, host: str) -> bool:
+        """True when `host` is the address of a peer we know (their calls are not limited like a client's)."""
+        return any(url_host(p.url) == host for p in self._table.all())
+
+    def caller(self, headers: Mapping[str, str], client_host: str | None) -> str | None:
+        """The peer making this call, if the call really comes from a peer we know, at that peer's own address;
+        else None (forwarded jobs and steals from anyone else are treated as a client's)."""
+        node_id = headers.get(H_NODE, "")
+        peer = self._table.get(node_id) if node_id else None
+        if peer is None or headers.get(H_MESH) != self._me.mesh or client_host is None:
+            return None
+        return node_id if url_host(peer.url) == client_host else None
 
     # -- probes ---------------------------------------------------------------------------------------------------
     async def on_ping(self, node_id: str, ping: Mapping[str, Any]) -> None:
@@ -117,6 +131,10 @@ class Membership:
         if expect is not None and node_id != expect:
             logger.warning("ignoring a call that claimed to be %s at %s: that address is %s", expect, url, node_id)
             return False
+        known = self._table.get(node_id)
+        if known is not None and known.url != url and await self._still_there(node_id, known.boot_id):
+            logger.warning("ignoring a claim that %s moved to %s: it still answers at %s", node_id, url, known.url)
+            return False
         if ping.get("mesh") != self._me.mesh:
             if static:
                 self.static_errors[url] = f"belongs to mesh {ping.get('mesh')!r}, not {self._me.mesh!r}"
@@ -126,15 +144,18 @@ class Membership:
         return True
 
     # -- claims in callers' headers -------------------------------------------------------------------------------
-    def heard_from(self, headers: Mapping[str, str]) -> None:
+    def heard_from(self, headers: Mapping[str, str], client_host: str | None) -> None:
         """Another peer called us: learn about it even if mDNS is blocked and it is not in our static list.
 
-        Headers are only a claim (anyone can send them), so a new peer, a new address or a new boot id is
-        believed only once that address answers a ping as that peer (`_verify_claim`).
+        Headers are only a claim (anyone can send them): a claimed address is considered only when the call
+        comes from it, and a new peer, a new address or a new boot id is believed only once that address
+        answers a ping as that peer (`_verify_claim`).
         """
         node_id = headers.get(H_NODE, "")
         url = headers.get(H_URL, "")
         if not node_id or not url or node_id == self._me.node_id or headers.get(H_MESH) != self._me.mesh:
+            return
+        if client_host is None or url_host(url) != client_host:
             return
         known = self._table.get(node_id)
         boot = headers.get(H_BOOT, "")
@@ -147,12 +168,23 @@ class Membership:
         self._verifying.add((node_id, url))
         self._tasks.spawn(self._verify_claim(node_id, url))
 
+    async def _still_there(self, node_id: str, boot_id: str) -> bool:
+        """Does the known address still answer as the same process? Then the peer has not moved, whoever says so."""
+        client = self._clients.for_node(node_id)
+        try:
+            ping = await client.ping() if client is not None else {}
+        except PeerError:
+            return False
+        return ping.get("node_id") == node_id and ping.get("boot_id") == boot_id
+
     async def _verify_claim(self, node_id: str, url: str) -> None:
         try:
-            if not await self.contact(url, expect=node_id) and url not in self._table.static_urls:
-                await self._clients.discard_url(url)
+            believed = await self.contact(url, expect=node_id)
         finally:
             self._verifying.discard((node_id, url))
+        still_checking = any(u == url for _, u in self._verifying)
+        if not believed and url not in self._table.static_urls and not still_checking:
+            await self._clients.discard_url(url)
 
     async def verify_leave(self, node_id: str) -> None:
         """A leave notice is a claim too: drop the peer only if it really is going (or already gone)."""
@@ -172,7 +204,7 @@ class Membership:
 
     # -- mDNS ---------------------------------------------------------------------------------------------------
     def on_mdns_found(self, summary: txt.Summary, url: str) -> None:
-        if self._leaving():
+        if self._leaving() or not valid_peer_url(url):
             return
         peer = self._table.get(summary.node_id)
         is_new = peer is None or peer.url != url or peer.boot_id != summary.boot_id
@@ -182,6 +214,13 @@ class Membership:
 
     def on_mdns_gone(self, node_id: str) -> None:
         self._table.goodbye(node_id, now=time.time())
+
+
+def url_host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 def _int(value: Any) -> int:

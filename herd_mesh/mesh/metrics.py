@@ -22,7 +22,6 @@ class SystemMetrics:
     memory_available_gb: float
     memory_pressure: str  # "normal" | "warn" | "critical" | "unknown"
     cpu_percent: float
-    os: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,5 +100,4 @@ def sample() -> SystemMetrics:
         memory_available_gb=round(vm.available / GB, 1),
         memory_pressure=memory_pressure(),
         cpu_percent=psutil.cpu_percent(interval=None),
-        os=f"{platform.system()} {platform.release()}",
     )

@@ -20,7 +20,7 @@ from .clients import PeerClients
 GATHER_TIMEOUT_S = 2.0  # a peer slower than this is left out of the statistics, and named
 CACHE_S = 1.0  # answers younger than this are reused
 MAX_ROWS_PER_PEER = 50_000  # the newest rows a peer sends; the reply lists peers that had more
-MAX_RECORDS_BYTES = 64 * 1024 * 1024  # one peer's answer larger than this is refused
+MAX_RECORDS_BYTES = 16 * 1024 * 1024  # one peer's answer larger than this is refused
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class MeshRecords:
             return gathered
 
     def _local(self, since: float) -> dict[str, Any]:
-        return shared_rows(self._records, since=since, limit=MAX_ROWS_PER_PEER)
+        return shared_rows(self._records, since=since, limit=MAX_ROWS_PER_PEER, prompts=True)
 
     @staticmethod
     def _cut(node_id: str, answer: dict[str, Any]) -> frozenset[str]:

@@ -22,6 +22,7 @@ from ..core.views import TRANSFER_BASE_S, image_view
 from ..core.work import Handover, PeerView
 from ..engines import hfcache
 from ..engines.base import ImageEngine, ImageOutput
+from ..errors import PeerRefused, Reason
 from ..storage.settings_store import SettingsStore
 from ..storage.speed_file import SpeedFile
 from .gpu_queue import GpuQueue, QueuedJob
@@ -29,6 +30,7 @@ from .gpu_queue import GpuQueue, QueuedJob
 logger = logging.getLogger(__name__)
 
 CACHE_RESCAN_S = 30.0  # how often the Hugging Face cache is looked at again
+MAX_WAITING_JOBS = 32  # jobs that may wait in this peer's queue; more are refused ("overloaded")
 
 
 class ImageService:
@@ -131,6 +133,10 @@ class ImageService:
         While it waits, an idle peer may steal a `movable` job (`give_away`): then `JobMoved` is raised here
         and the caller sends the job on. A job that moved once is not movable, so it cannot bounce.
         """
+        waiting = len(self.queue.waiting)
+        if waiting >= MAX_WAITING_JOBS:
+            raise PeerRefused.of(self.node_id, 503, f"{self.node_id}'s queue is full ({waiting} jobs waiting)",
+                                 Reason.OVERLOADED)  # fmt: skip
         work = job.work()
         me = self.view()
         estimate = run_seconds(me, work) + (0.0 if job.model in me.loaded else load_seconds(me, job.model))

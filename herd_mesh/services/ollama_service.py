@@ -61,7 +61,7 @@ class OllamaService:
         sizes = {str(m.get("name") or m.get("model")): int(m.get("size") or 0) for m in self.tags}
         return {
             "enabled": {"llm": bool(self.settings.get("llm")), "embeddings": bool(self.settings.get("embeddings"))},
-            "ollama": {"url": self.client.url, "reachable": self.reachable, "version": self.version},
+            "ollama": {"reachable": self.reachable, "version": self.version},
             "models": self.models(),
             "loaded": self.loaded(),
             "sizes": {k: v for k, v in sizes.items() if v > 0},

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..engines.whisper import FAILED_RETRY_S, OPENAI_ALIASES, Transcript, WhisperEngine
 from ..errors import EngineError, Reason, RequestError
@@ -72,7 +72,9 @@ class WhisperService:
             available=sorted(models),
         )  # fmt: skip
 
-    async def transcribe(self, audio: bytes, *, model: str, language: str | None, job_id: str) -> Transcript:
+    async def transcribe(
+        self, audio: bytes | BinaryIO, *, model: str, language: str | None, job_id: str
+    ) -> Transcript:
         """Wait for this peer's turn, then transcribe in a worker thread (a cancelled caller's run completes
         in the thread, and its result is dropped)."""
         if self.engine is None:

@@ -7,6 +7,24 @@ import os
 from pathlib import Path
 from typing import Any
 
+PRIVATE_UMASK = 0o077  # files this peer creates: readable by its user only (prompts, records, keys)
+
+
+OWN_FILES = ("herd.db", "herd.db-wal", "herd.db-shm", "settings.json", "speed.json", "config.toml", "mesh.key")
+OWN_DIRS = ("mflux-jobs",)
+
+
+def make_private(data_dir: Path) -> None:
+    """The data dir 0700 and the files herd-mesh keeps there 0600, including what an older version left
+    readable by other users of the Mac. Only herd-mesh's own files are touched: a data dir may be shared."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if data_dir.resolve() != Path.home().resolve():
+        data_dir.chmod(0o700)
+    for name in OWN_FILES + OWN_DIRS:
+        path = data_dir / name
+        if path.exists() and not path.is_symlink():
+            path.chmod(0o700 if path.is_dir() else 0o600)
+
 
 def read_json(path: Path) -> Any:
     """The file's JSON, or None when it is missing or unreadable (callers fall back to defaults)."""

@@ -116,9 +116,13 @@ SHARED_COLUMNS = (
 )  # fmt: skip  # what a peer hands another for mesh-wide statistics: every column but the local row id
 
 
-def shared_rows(records: Records, *, since: float, kind: str | None = None, limit: int) -> dict[str, Any]:
-    """This peer's own rows for another peer to merge: the newest `limit`, oldest first, and whether cut."""
+def shared_rows(
+    records: Records, *, since: float, kind: str | None = None, limit: int, prompts: bool = False
+) -> dict[str, Any]:
+    """This peer's own rows for another peer to merge: the newest `limit`, oldest first, and whether cut.
+    Prompts stay on this Mac unless `prompts` (a mesh key authenticates the peers that ask)."""
     rows = records.rows(since=since, kind=kind, limit=limit + 1)
     truncated = len(rows) > limit
     kept = rows[1:] if truncated else rows
-    return {"rows": [{k: row.get(k) for k in SHARED_COLUMNS} for row in kept], "truncated": truncated}
+    columns = SHARED_COLUMNS if prompts else tuple(c for c in SHARED_COLUMNS if c != "prompt")
+    return {"rows": [{k: row.get(k) for k in columns} for row in kept], "truncated": truncated}

@@ -14,7 +14,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from ..config import Config
+from ..config import Config, host_names, local_addresses
 from ..core.ledger import Ledger
 from ..core.peer_table import PeerTable
 from ..core.protocol import Identity
@@ -39,7 +39,7 @@ from ..engines.ollama_client import OllamaClient
 from ..engines.whisper import choose_engine
 from ..errors import PeerRefused, RequestError
 from ..mesh import metrics
-from ..mesh.clients import PeerClients
+from ..mesh.clients import PeerClients, network_transports
 from ..mesh.discovery import Discovery
 from ..mesh.liveness import Liveness
 from ..mesh.membership import Membership
@@ -59,7 +59,13 @@ from ..storage.settings_store import SettingsStore
 from ..storage.speed_file import SpeedFile
 from ..storage.writer import Writer
 from . import handlers
-from .middleware import BodyLimitMiddleware
+from .middleware import (
+    BodyLimitMiddleware,
+    ClientLimitMiddleware,
+    SameOriginMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+)
 from .routes.audio import AudioRoutes
 from .routes.calls import CallServer
 from .routes.dashboard import DashboardRoutes
@@ -70,14 +76,17 @@ from .routes.models import ModelRoutes
 logger = logging.getLogger(__name__)
 
 UPLOAD_PATHS = ("/api/transcribe", "/v1/audio/transcriptions")  # audio uploads; every other body is JSON
+JSON_PATHS = ("/api/generate-image", "/v1/images/", "/api/jobs", "/dashboard/api/", "/mesh/")  # herd-mesh's own
 
 
 @dataclass(frozen=True)
 class Peer:
-    """What `build` returns: the app to serve, and the node (the CLI says goodbye through it on SIGTERM)."""
+    """What `build` returns: the app to serve, the node (the CLI says goodbye through it on SIGTERM), and who
+    the other peers are (the connection guards do not limit them like clients)."""
 
     app: Starlette
     node: Node
+    is_peer_address: Callable[[str], bool]
 
 
 def choose_image_engine(config: Config, keep_alive_s: float, on_change: Changes) -> ImageEngine:
@@ -130,7 +139,8 @@ def build(
     # the mesh
     tasks = Tasks()
     table = PeerTable(config.node_id, config.peers)
-    clients = PeerClients(identity, table, transport)
+    bind = None if config.host in ("0.0.0.0", "::", "") else config.host
+    clients = PeerClients(identity, table, (lambda: transport) if transport else network_transports(bind))
     state = StateDocument(identity, (images, ollama, stt), metrics.sample())
     settings_sync = SettingsSync(
         node_id=config.node_id,
@@ -216,7 +226,13 @@ def build(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS)],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(TrustedHostMiddleware, names=host_names(config), local_addresses=local_addresses),
+            Middleware(SameOriginMiddleware, cors_origins=config.cors_origins, json_paths=JSON_PATHS),
+            Middleware(ClientLimitMiddleware, is_peer=membership.is_peer_address),
+            Middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS),
+        ],
         exception_handlers={
             RequestError: handlers.request_error,
             PeerRefused: handlers.peer_refused,
@@ -224,7 +240,7 @@ def build(
             Exception: handlers.unexpected,
         },
     )
-    return Peer(app, node)
+    return Peer(app, node, membership.is_peer_address)
 
 
 class _Flag:

@@ -15,6 +15,11 @@ from ..errors import ClientGone, RequestError
 T = TypeVar("T")
 
 
+def client_host(request: Request) -> str | None:
+    """The address the call comes from (what a peer's claims are checked against)."""
+    return request.client.host if request.client is not None else None
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     return parse_json_object(await request.body())
 

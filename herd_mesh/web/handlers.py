@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from ..dispatch.relay import relayable
 from ..errors import PeerRefused, RequestError
 
 logger = logging.getLogger(__name__)
@@ -15,14 +16,20 @@ logger = logging.getLogger(__name__)
 
 async def request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
-    return JSONResponse(exc.body(), status_code=exc.status)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
 async def peer_refused(request: Request, exc: Exception) -> Response:
-    """A peer's refusal that no other peer would change: passed on as that peer wrote it."""
     assert isinstance(exc, PeerRefused)
-    return Response(exc.body, status_code=exc.status, media_type=exc.content_type,
-                    headers={"X-Fleet-Node": exc.node_id})  # fmt: skip
+    return refusal_response(exc, {"X-Fleet-Node": exc.node_id})
+
+
+def refusal_response(exc: PeerRefused, headers: dict[str, str]) -> Response:
+    """A peer's refusal that no other peer would change: passed on as that peer wrote it when it is data, else
+    as a JSON error (a peer's HTML must never run on this peer's origin)."""
+    if relayable(exc.content_type):
+        return Response(exc.body, status_code=exc.status, media_type=exc.content_type, headers=headers)
+    return JSONResponse({"error": f"{exc.node_id}: {exc.message}"}, status_code=exc.status, headers=headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -38,7 +45,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+    message = f"internal error ({type(exc).__name__}) on {request.method} {request.url.path}; the peer's log has it"
+    return JSONResponse({"error": message}, status_code=500)
 
 
 async def root(request: Request) -> Response:

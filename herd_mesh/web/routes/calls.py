@@ -17,7 +17,8 @@ from ...dispatch.recorder import Recorder
 from ...dispatch.relay import Opened, relay_response
 from ...errors import ClientGone, EngineError, PeerRefused, Reason, RequestError
 from ...mesh.membership import Membership
-from ..common import until_disconnect
+from ..common import client_host, until_disconnect
+from ..handlers import refusal_response
 from .images import CLIENT_CLOSED
 
 Done = Callable[[str, str | None, str | None, str], None]  # (status, node, error, model): records the outcome
@@ -29,11 +30,15 @@ class CallServer:
         self._membership = membership
         self._recorder = recorder
 
+    def from_peer(self, request: Request) -> bool:
+        """Only a known peer, calling from its own address, may hand us work to run here unrouted."""
+        return self._membership.caller(request.headers, client_host(request)) is not None
+
     async def serve(self, request: Request, call: Call) -> Response:
         """Run `call` where it belongs and answer with its (possibly streamed) result, or an error in the call's
         API's own shape. A forwarded call runs here and only here, and is recorded by the peer that forwarded it."""
         started = time.monotonic()
-        forwarded = request.headers.get(H_FORWARDED) == "1"
+        forwarded = request.headers.get(H_FORWARDED) == "1" and self.from_peer(request)
         job_id = (request.headers.get(H_JOB) if forwarded else None) or new_job_id()
         record = not forwarded and call.kind != "meta"
         me = self.models.me
@@ -46,7 +51,7 @@ class CallServer:
 
         try:
             if forwarded:
-                self._membership.heard_from(request.headers)
+                self._membership.heard_from(request.headers, client_host(request))
                 opened = await until_disconnect(request, self.models.open_here(call, job_id))
             else:
                 opened = await until_disconnect(request, self.models.open(call, job_id))
@@ -55,11 +60,12 @@ class CallServer:
             return Response(status_code=CLIENT_CLOSED)
         except PeerRefused as exc:  # refused where it ran, for a reason no other peer would change: as written
             done("failed", exc.node_id, exc.message, "")
-            headers = {"X-Fleet-Node": exc.node_id, "X-Fleet-Model": call.model}
-            return Response(exc.body, status_code=exc.status, media_type=exc.content_type, headers=headers)
+            return refusal_response(exc, {"X-Fleet-Node": exc.node_id, "X-Fleet-Model": call.model})
         except RequestError as exc:
             done("failed", None, exc.message, "")
-            return JSONResponse(request_error_body(call.api, exc), exc.status, headers={"X-Fleet-Node": me})
+            return JSONResponse(
+                request_error_body(call.api, exc), exc.status, headers={"X-Fleet-Node": me, **exc.headers()}
+            )
         except EngineError as exc:  # only where a forwarded call runs: the entry peer tries another
             body = error_body(call.api, 503, str(exc), reason=str(Reason.ENGINE_FAILED))
             return JSONResponse(body, 503, headers={"X-Fleet-Node": me})

@@ -29,7 +29,7 @@ from ..common import choice_param, int_param, json_body
 MAX_HOURS = 24 * 365  # the longest statistics window asked for
 MAX_RECENT = 200  # the most recent events one statistics answer lists
 STATIC_FILES = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
-BOOTSTRAP_MARK = "/*BOOTSTRAP*/null"  # replaced in the page by the peer list, so it paints before any fetch
+BOOTSTRAP_MARK = "__HERD_BOOTSTRAP__"  # replaced in the page by the peer list, so it paints before any fetch
 
 
 def _static_text(name: str) -> str:

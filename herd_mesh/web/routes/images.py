@@ -15,12 +15,12 @@ from starlette.routing import BaseRoute, Route
 
 from ...core import catalogue
 from ...core.image_request import header_tags, parse_image_request, parse_openai_request
-from ...core.protocol import H_FORWARDED, H_JOB, H_NODE, H_REDIRECTABLE
+from ...core.protocol import H_FORWARDED, H_JOB, H_REDIRECTABLE
 from ...dispatch.images import ImageDispatch, ImageResult, new_job_id
 from ...errors import ClientGone, RequestError
 from ...mesh.membership import Membership
 from ...mesh.snapshot import MeshView
-from ..common import json_body, until_disconnect
+from ..common import client_host, json_body, until_disconnect
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
 
@@ -41,13 +41,14 @@ class ImageRoutes:
 
     async def generate_image(self, request: Request) -> Response:
         req = parse_image_request(await json_body(request))
+        sender = self._membership.caller(request.headers, client_host(request))
         try:
-            if request.headers.get(H_FORWARDED) == "1":
-                self._membership.heard_from(request.headers)
+            if request.headers.get(H_FORWARDED) == "1" and sender is not None:
+                self._membership.heard_from(request.headers, client_host(request))
                 work = self._images.serve_forwarded(
                     req,
                     job_id=request.headers.get(H_JOB, "") or new_job_id(),
-                    entry_node=request.headers.get(H_NODE, "?"),
+                    entry_node=sender,
                     redirectable=request.headers.get(H_REDIRECTABLE) == "1",
                 )
             else:
@@ -97,11 +98,11 @@ class ImageRoutes:
 
     async def steal(self, request: Request) -> Response:
         """An idle peer asks for a queued job; we answer with the one we handed over, if any."""
-        self._membership.heard_from(request.headers)
-        thief = request.headers.get(H_NODE)
+        thief = self._membership.caller(request.headers, client_host(request))
         body = await json_body(request)
-        if not thief or not self._membership.knows(thief) or not isinstance(body.get("image"), dict):
-            raise RequestError("steal requests come from a known peer with its 'image' state")
+        if thief is None or not isinstance(body.get("image"), dict):
+            raise RequestError("steal requests come from a known peer, at its own address, with its 'image' state",
+                               403)  # fmt: skip
         try:
             handover = self._images.service.give_away(thief, body["image"])
         except (TypeError, ValueError, AttributeError, KeyError) as exc:

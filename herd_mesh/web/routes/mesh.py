@@ -18,7 +18,7 @@ from ...mesh.membership import Membership
 from ...mesh.node import Node
 from ...mesh.settings_sync import SettingsSync
 from ...storage.records import Records, shared_rows
-from ..common import float_param, int_param, json_body
+from ..common import client_host, float_param, int_param, json_body
 
 MAX_RECORDS_LIMIT = 100_000  # rows one /mesh/records answer may carry
 
@@ -41,7 +41,7 @@ class MeshRoutes:
         ]
 
     async def ping(self, request: Request) -> Response:
-        self._membership.heard_from(request.headers)
+        self._membership.heard_from(request.headers, client_host(request))
         return JSONResponse(self._node.ping())
 
     async def state(self, request: Request) -> Response:
@@ -60,7 +60,7 @@ class MeshRoutes:
     async def settings(self, request: Request) -> Response:
         """GET: our entries. POST (another peer's entries): merge them, answer with ours after the merge."""
         if request.method == "POST":
-            self._membership.heard_from(request.headers)
+            self._membership.heard_from(request.headers, client_host(request))
             mesh = self._node.identity.mesh
             if request.headers.get(H_MESH) != mesh:
                 raise RequestError(f"settings are only taken from peers of mesh {mesh!r}", 403)

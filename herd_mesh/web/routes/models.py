@@ -69,8 +69,11 @@ class ModelRoutes:
         return await self._call(request, kind="meta", api="ollama", default_stream=False)
 
     # -- lists: the union of the mesh (a forwarded list request answers for this peer only) ---------------------
+    def _forwarded(self, request: Request) -> bool:
+        return request.headers.get(H_FORWARDED) == "1" and self._server.from_peer(request)
+
     async def _lists(self, request: Request, path: str) -> tuple[PeerLists, dict[str, str]]:
-        if request.headers.get(H_FORWARDED) == "1":
+        if self._forwarded(request):
             lists = [(self._models.me, await self._models.local_list(path))]
         else:
             lists = await self._models.mesh_lists(path)
@@ -79,13 +82,13 @@ class ModelRoutes:
 
     async def ollama_tags(self, request: Request) -> Response:
         lists, headers = await self._lists(request, "/api/tags")
-        if request.headers.get(H_FORWARDED) == "1":
+        if self._forwarded(request):
             return JSONResponse({"models": lists[0][1]}, headers=headers)
         return JSONResponse({"models": union_tags(lists)}, headers=headers)
 
     async def ollama_ps(self, request: Request) -> Response:
         lists, headers = await self._lists(request, "/api/ps")
-        if request.headers.get(H_FORWARDED) == "1":
+        if self._forwarded(request):
             return JSONResponse({"models": lists[0][1]}, headers=headers)
         return JSONResponse({"models": union_ps(lists)}, headers=headers)
 

@@ -1,14 +1,20 @@
-"""ASGI middleware: refuse oversized bodies before anyone reads them."""
+"""413 for bodies over the route's limit, before any route reads them.
+
+The body is read and thrown away (up to `DRAIN_LIMIT`) before the 413 is sent: clients that send the whole
+body before reading the answer (urllib, many SDKs) would otherwise see a reset connection, not the error.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .responses import header, send_json_error
+
 MAX_BODY_BYTES = 1024 * 1024  # JSON bodies; larger ones get 413
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # audio uploads, on the upload paths only
+DRAIN_LIMIT = 256 * 1024 * 1024  # the most of an oversized body read (and dropped) so that the 413 is seen
 
 
 class _TooLarge(Exception):
@@ -16,8 +22,7 @@ class _TooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    """413 with a JSON error when Content-Length or the streamed body exceeds the limit for the path:
-    `upload_limit` on `upload_paths`, `limit` everywhere else (whatever the Content-Type says)."""
+    """`upload_limit` on `upload_paths`, `limit` everywhere else (whatever the Content-Type says)."""
 
     def __init__(
         self,
@@ -36,20 +41,21 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
         limit = self.upload_limit if scope["path"] in self.upload_paths else self.limit
-        declared = headers.get(b"content-length")
+        declared = header(scope["headers"], b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reject(send, limit)
+            await _reject(receive, send, limit, seen=0, more=True)
             return
         seen = 0
         started = False
+        finished = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, finished
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                finished = not message.get("more_body", False)
                 if seen > limit:
                     raise _TooLarge
             return message
@@ -64,16 +70,15 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _reject(send, limit)
+                await _reject(receive, send, limit, seen=seen, more=not finished)
 
 
-async def _reject(send: Send, limit: int) -> None:
-    body = json.dumps({"error": f"request body is larger than {limit // 1024} KB"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _reject(receive: Receive, send: Send, limit: int, *, seen: int, more: bool) -> None:
+    while more and seen <= DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        seen += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    headers = {"Connection": "close"} if more else None
+    await send_json_error(send, 413, f"request body is larger than {limit // 1024} KB", headers)

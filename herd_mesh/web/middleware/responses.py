@@ -1,0 +1,23 @@
+"""The one way middleware answers early: a JSON error, with headers, as a raw ASGI response."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import Send
+
+
+async def send_json_error(send: Send, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def header(scope_headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of a request header (names are lower case in ASGI), as text."""
+    for key, value in scope_headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
