@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,3 +78,31 @@ def closing() -> Iterator[Callable[[T], T]]:
     yield register
     for thing in reversed(opened):
         thing.close()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's, driven by Playwright); missing is a failure in CI (`.ci/run` installs it)
+    and a skip elsewhere. One per test: Playwright's sync API holds an event loop while it runs, and async
+    tests cannot run beside it."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = 'playwright is missing: pip install -e ".[test]"'
+    else:
+        reason = "" if os.path.exists(CHROMIUM) else "chromium is missing: apt-get install chromium"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -230,3 +231,36 @@ class Mesh:
 
     def logs(self) -> str:
         return "\n".join(f"----- {p.node_id} ({p.host}) -----\n{p.log_tail(60)}" for p in self.peers.values())
+
+
+OLLAMA_STANDIN = Path(__file__).parent / "standins" / "ollama_standin.py"
+
+
+class OllamaStandin:
+    """An Ollama stand-in process on a free port of 127.0.0.1."""
+
+    def __init__(self, name: str, models: str, loaded: str = "", *, chunk_delay: float = 0.02,
+                 fail_status: int | None = None) -> None:  # fmt: skip
+        argv = [sys.executable, str(OLLAMA_STANDIN), "--host", "127.0.0.1", "--port", "0", "--node", name,
+                "--models", models, "--loaded", loaded, "--chunk-delay", str(chunk_delay)]  # fmt: skip
+        if fail_status:
+            argv += ["--fail-status", str(fail_status)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("OLLAMA_STANDIN_LISTENING "), line
+        self.url = line.split()[1]
+        self.output: list[bytes] = []  # drained, so a chatty stand-in never blocks on a full pipe
+        self._drain = threading.Thread(target=lambda: self.output.extend(self.proc.stdout or ()), daemon=True)
+        self._drain.start()
+
+    def requests(self) -> list[dict]:
+        return httpx.get(self.url + "/_standin/state", timeout=5).json()["requests"]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._drain.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()

@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.harness import Mesh, wait_until
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 SMALL = {"model": "z-image-turbo", "prompt": "a lighthouse at dawn", "width": 512, "height": 512, "steps": 4}
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """Headless Chromium; missing is a failure in CI (`.ci/run` installs it) and a skip elsewhere."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = 'playwright is missing: pip install -e ".[test]"'
-    else:
-        reason = "" if os.path.exists(CHROMIUM) else "chromium is missing: apt-get install chromium"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_dashboard_shows_the_mesh_live_and_its_switch_turns_images_off_everywhere(

@@ -9,25 +9,18 @@ markup as text, and keep polling; a panel that throws shows a note while the oth
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import PORT, Mesh, Peer, next_address, wait_until
+from tests.fakepeer import FakePeer, json_answer
+from tests.harness import Mesh, Peer, next_address, wait_until
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 # What the server will send with /dashboard; added here in the browser until it does, so the test holds either way.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -63,77 +56,33 @@ def hostile_state(mesh: str, url: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-class FakePeer:
-    """Answers like a peer of `mesh` at http://<host>:11435, with the hostile state document and records."""
+def hostile_peer(host: str, mesh: str) -> FakePeer:
+    """A peer of `mesh` at http://<host>:11435 that answers with the hostile state document and records."""
+    fake = FakePeer(host, mesh=mesh, node_id=FAKE_ID)
+    ping = {"proto": 1, "node_id": FAKE_ID, "mesh": mesh, "boot_id": "b00t", "url": fake.url,
+            "state_version": 7, "system": {"cpu_percent": "NaN", "memory_available_gb": -5},
+            "leaving": False, "settings": "0"}  # fmt: skip
 
-    def __init__(self, host: str, mesh: str) -> None:
-        self.url = f"http://{host}:{PORT}"
-        ping = {"proto": 1, "node_id": FAKE_ID, "mesh": mesh, "boot_id": "b00t", "url": self.url,
-                "state_version": 7, "system": {"cpu_percent": "NaN", "memory_available_gb": -5},
-                "leaving": False, "settings": "0"}  # fmt: skip
-        state = hostile_state(mesh, self.url)
+    def records() -> dict[str, Any]:
+        row = {"ts": time.time() - 60, "kind": "image", "status": "ok", "model": EVIL, "node": FAKE_ID,
+               "entry_node": EVIL, "generation_ms": 10**30, "queue_ms": -5, "width": 512, "height": 512,
+               "steps": 4, "tags": [EVIL, 3], "error": None}  # fmt: skip
+        return {"node_id": FAKE_ID, "rows": [row, {"ts": "x"}, 5], "truncated": "maybe"}
 
-        def records() -> dict[str, Any]:
-            row = {"ts": time.time() - 60, "kind": "image", "status": "ok", "model": EVIL, "node": FAKE_ID,
-                   "entry_node": EVIL, "generation_ms": 10**30, "queue_ms": -5, "width": 512, "height": 512,
-                   "steps": 4, "tags": [EVIL, 3], "error": None}  # fmt: skip
-            return {"node_id": FAKE_ID, "rows": [row, {"ts": "x"}, 5], "truncated": "maybe"}
-
-        answers = {"/mesh/ping": lambda: ping, "/mesh/state": lambda: state, "/mesh/records": records,
-                   "/mesh/settings": lambda: {"node_id": FAKE_ID, "digest": "0", "entries": {}}}  # fmt: skip
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                answer = answers.get(self.path.split("?")[0])
-                body = json.dumps(answer() if answer else {"error": "no such path"}).encode()
-                self.send_response(200 if answer else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.do_GET()
-
-        self.server = ThreadingHTTPServer((host, PORT), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium; missing is a failure in CI (`.ci/run` installs it) and a skip elsewhere."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = 'playwright is missing: pip install -e ".[test]"'
-    else:
-        reason = "" if os.path.exists(CHROMIUM) else "chromium is missing: apt-get install chromium"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    fake.answers.update({
+        "/mesh/ping": json_answer(ping),
+        "/mesh/state": json_answer(hostile_state(mesh, fake.url)),
+        "/mesh/records": lambda: json_answer(records())(),
+        "/mesh/settings": json_answer({"node_id": FAKE_ID, "digest": "0", "entries": {}}),
+    })  # fmt: skip
+    return fake
 
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
     """A real peer that knows the fake one (a static peer: mDNS off), its state and its records fetched."""
     mesh = Mesh(tmp_path_factory.mktemp("hostile"))
-    fake = FakePeer(next_address(), mesh.name)
+    fake = hostile_peer(next_address(), mesh.name).__enter__()
     try:
         peer = mesh.add("real", args=["--no-mdns", "--peer", fake.url])
 

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TypeVar
 
 import httpx
@@ -19,49 +15,18 @@ import ollama
 import openai
 import pytest
 
-from tests.harness import Mesh, Peer, wait_until
+from tests.harness import Mesh, OllamaStandin, Peer, wait_until
 
 T = TypeVar("T")
-STANDIN = Path(__file__).parent / "standins" / "ollama_standin.py"
-
-
-class Standin:
-    """An Ollama stand-in process on a free port of 127.0.0.1."""
-
-    def __init__(self, name: str, models: str, loaded: str = "", *, chunk_delay: float = 0.02,
-                 fail_status: int | None = None) -> None:  # fmt: skip
-        argv = [sys.executable, str(STANDIN), "--host", "127.0.0.1", "--port", "0", "--node", name,
-                "--models", models, "--loaded", loaded, "--chunk-delay", str(chunk_delay)]  # fmt: skip
-        if fail_status:
-            argv += ["--fail-status", str(fail_status)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("OLLAMA_STANDIN_LISTENING "), line
-        self.url = line.split()[1]
-        self.output: list[bytes] = []  # drained, so a chatty stand-in never blocks on a full pipe
-        self._drain = threading.Thread(target=lambda: self.output.extend(self.proc.stdout or ()), daemon=True)
-        self._drain.start()
-
-    def requests(self) -> list[dict]:
-        return httpx.get(self.url + "/_standin/state", timeout=5).json()["requests"]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._drain.join(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 class Fleet:
     def __init__(self, mesh: Mesh) -> None:
         self.mesh = mesh
-        self.standins: list[Standin] = []
+        self.standins: list[OllamaStandin] = []
 
-    def standin(self, *args: object, **kwargs: object) -> Standin:
-        standin = Standin(*args, **kwargs)  # type: ignore[arg-type]
+    def standin(self, *args: object, **kwargs: object) -> OllamaStandin:
+        standin = OllamaStandin(*args, **kwargs)  # type: ignore[arg-type]
         self.standins.append(standin)
         return standin
 

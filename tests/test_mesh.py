@@ -2,66 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from zeroconf import IPVersion, ServiceInfo, Zeroconf
 
 from herd_mesh.core import txt
-from tests.harness import Mesh, Peer, next_address, wait_until
+from tests.fakepeer import FakePeer
+from tests.harness import Mesh, next_address, wait_until
 
 IMAGE = {"model": "z-image-turbo", "prompt": "a test", "width": 64, "height": 64, "steps": 1}
-
-
-class FakePeer:
-    """An HTTP server at `host:11435` that answers pings as another node, and counts them."""
-
-    def __init__(self, host: str, *, answers_as: str, mesh: str) -> None:
-        self.host = host
-        self.url = f"http://{host}:11435"
-        self.pings = 0
-        self.posts = 0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                fake.pings += 1
-                body = json.dumps({"proto": 1, "node_id": answers_as, "mesh": mesh, "boot_id": "b", "url": fake.url})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                fake.posts += 1
-                self.send_response(500)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((host, 11435), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def call(self, peer: Peer, path: str, headers: dict[str, str]) -> httpx.Response:
-        """A GET to `peer` from this fake's own address."""
-        with httpx.Client(transport=httpx.HTTPTransport(local_address=self.host), timeout=10) as client:
-            return client.get(peer.url + path, headers=headers)
-
-    def __enter__(self) -> FakePeer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def up_ids(peer) -> set[str]:
@@ -222,11 +176,11 @@ def test_forged_peer_headers_cannot_add_move_or_remove_peers(mesh: Mesh) -> None
     a, b = mesh.add("alpha"), mesh.add("bravo")
     mesh.wait_all_see_each_other()
     boot = b.get("/mesh/ping").json()["boot_id"]
-    with FakePeer(next_address(), answers_as="bravo", mesh=mesh.name) as fake:
+    with FakePeer(next_address(), node_id="bravo", mesh=mesh.name) as fake:
         claim = {"X-Herd-Mesh": mesh.name, "X-Herd-Url": fake.url}
         # from its own address, the fake says "bravo moved here", and "I am a new peer called evil"
-        fake.call(a, "/mesh/ping", {**claim, "X-Herd-Node": "bravo", "X-Herd-Boot": "new-boot"})
-        fake.call(a, "/mesh/ping", {**claim, "X-Herd-Node": "evil"})
+        fake.call(a, "GET", "/mesh/ping", headers={**claim, "X-Herd-Node": "bravo", "X-Herd-Boot": "new-boot"})
+        fake.call(a, "GET", "/mesh/ping", headers={**claim, "X-Herd-Node": "evil"})
         # from a third address, the same claims are not even checked
         a.get("/mesh/ping", headers={**claim, "X-Herd-Node": "mallory"})
         # a leave notice for bravo, which is alive and not leaving
@@ -243,4 +197,4 @@ def test_forged_peer_headers_cannot_add_move_or_remove_peers(mesh: Mesh) -> None
         # and no client's job ever reaches the fake
         for i in range(4):
             assert a.post("/api/generate-image", json={**IMAGE, "seed": i}).status_code == 200
-        assert fake.posts == 0
+        assert fake.hits["/api/generate-image"] == 0

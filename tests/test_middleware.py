@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -12,6 +15,8 @@ from starlette.testclient import TestClient
 
 from herd_mesh.web.app import UPLOAD_PATHS
 from herd_mesh.web.middleware.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
+from herd_mesh.web.middleware.client_limit import ClientLimitMiddleware
+from tests.inprocess import until
 
 MB = 1024 * 1024
 
@@ -46,3 +51,37 @@ def test_json_routes_refuse_over_1_mb_whatever_the_content_type(client: TestClie
 def test_audio_uploads_may_be_larger(client: TestClient, path: str) -> None:
     response = client.post(path, **multipart(2 * MB))
     assert response.status_code == 200 and response.json()["bytes"] > 2 * MB
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_one_client_address_may_have_only_so_many_requests_in_flight() -> None:
+    release = asyncio.Event()
+    entered: list[str] = []
+
+    async def slow(request: Request) -> Response:
+        entered.append(request.client.host if request.client else "")
+        await release.wait()
+        return Response("done")
+
+    app = ClientLimitMiddleware(Starlette(routes=[Route("/work", slow)]), is_peer=lambda host: host == "10.0.0.2",
+                                limit=3)  # fmt: skip
+
+    def client(host: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(host, 1)), base_url="http://peer")
+
+    async with client("10.0.0.1") as one, client("10.0.0.2") as peer, client("10.0.0.3") as other:
+        held = [asyncio.ensure_future(one.get("/work")) for _ in range(3)]
+        await until(lambda: len(entered) == 3, 5, "the first three to reach the endpoint")
+        refused = await one.get("/work")
+        assert (
+            refused.status_code == 429 and refused.headers["Retry-After"] and "in flight" in refused.json()["error"]
+        )
+        others = [asyncio.ensure_future(c.get("/work")) for c in (peer, peer, peer, peer, other)]
+        release.set()
+        assert [r.status_code for r in await asyncio.gather(*held, *others)] == [200] * 8
+        assert (await one.get("/work")).status_code == 200

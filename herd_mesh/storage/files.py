@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 PRIVATE_UMASK = 0o077  # files this peer creates: readable by its user only (prompts, records, keys)
 
@@ -18,12 +22,14 @@ def make_private(data_dir: Path) -> None:
     """The data dir 0700 and the files herd-mesh keeps there 0600, including what an older version left
     readable by other users of the Mac. Only herd-mesh's own files are touched: a data dir may be shared."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if data_dir.resolve() != Path.home().resolve():
-        data_dir.chmod(0o700)
-    for name in OWN_FILES + OWN_DIRS:
-        path = data_dir / name
-        if path.exists() and not path.is_symlink():
-            path.chmod(0o700 if path.is_dir() else 0o600)
+    for path, mode in [
+        (data_dir, 0o700),
+        *((data_dir / n, 0o600) for n in OWN_FILES),
+        *((data_dir / n, 0o700) for n in OWN_DIRS),
+    ]:
+        if path.exists() and not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) != mode:
+            logger.info("making %s private (mode %o)", path, mode)
+            path.chmod(mode)
 
 
 def read_json(path: Path) -> Any:
