@@ -198,3 +198,16 @@ def test_forged_peer_headers_cannot_add_move_or_remove_peers(mesh: Mesh) -> None
         for i in range(4):
             assert a.post("/api/generate-image", json={**IMAGE, "seed": i}).status_code == 200
         assert fake.hits["/api/generate-image"] == 0
+
+
+def test_one_known_address_is_enough_to_join_without_multicast(static_mesh: Mesh) -> None:
+    """Three peers with mDNS off: alpha and charlie each know only bravo's address, and bravo knows no one."""
+    b = static_mesh.add("bravo", args=["--no-mdns"])
+    a = static_mesh.add("alpha", args=["--no-mdns", "--peer", b.url])
+    c = static_mesh.add("charlie", args=["--no-mdns", "--peer", b.url])
+    everyone = {"alpha", "bravo", "charlie"}
+    for peer in (a, b, c):
+        wait_until(lambda peer=peer: up_ids(peer) == everyone, 15, what=f"{peer.node_id} to list every peer up")
+    c.kill()  # no ghost: a peer that is gone is not passed around
+    wait_until(lambda: "charlie" not in up_ids(a) and "charlie" not in up_ids(b), 10, what="charlie to be down")
+    assert {p["node_id"] for p in a.get("/mesh/known").json()["peers"]} == {"bravo"}

@@ -8,6 +8,7 @@ once that address answers a ping as that peer, and a leave notice once the peer 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,8 @@ from .tasks import Tasks
 logger = logging.getLogger(__name__)
 
 MAX_PENDING_CLAIMS = 32  # unverified "I am peer X at URL" claims checked at once; more are dropped
+MAX_SHARED_PEERS = 256  # peers listed in one `/mesh/known` answer
+UNREACHABLE_RETRY_S = 30.0  # a shared address we could not reach is tried again after this long
 
 
 class Membership:
@@ -49,6 +52,8 @@ class Membership:
         self._leaving = leaving
         self._verifying: set[tuple[str, str]] = set()  # (node id, url) claims being checked
         self.static_errors: dict[str, str] = {}  # static URL never reached -> why
+        self._known_seen: dict[str, str] = {}  # node id -> the `known` digest of theirs we have acted on
+        self._failed_urls: dict[str, float] = {}  # shared address -> when contacting it failed
 
     def knows(self, node_id: str) -> bool:
         return self._table.get(node_id) is not None
@@ -65,6 +70,56 @@ class Membership:
         if peer is None or headers.get(H_MESH) != self._me.mesh or client_host is None:
             return None
         return node_id if url_host(peer.url) == client_host else None
+
+    # -- sharing who we know: one address is enough to join a mesh without multicast -----------------------------
+    def known(self) -> list[dict[str, str]]:
+        """The peers this one sees up, for `/mesh/known`."""
+        return [{"node_id": p.node_id, "url": p.url} for p in self._table.up()[:MAX_SHARED_PEERS]]
+
+    def known_digest(self) -> str:
+        text = "\n".join(f"{p['node_id']} {p['url']}" for p in self.known())
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def _learn_from(self, node_id: str, digest: Any) -> None:
+        if isinstance(digest, str) and digest and self._known_seen.get(node_id) != digest and not self._leaving():
+            self._known_seen[node_id] = digest
+            self._tasks.spawn(self._fetch_known(node_id))
+
+    async def _fetch_known(self, node_id: str) -> None:
+        client = self._clients.for_node(node_id)
+        if client is None:
+            return
+        try:
+            answer = await client.get_json("/mesh/known")
+        except PeerError as exc:
+            self._known_seen.pop(node_id, None)  # ask again on its next probe answer
+            logger.debug("could not ask %s whom it knows: %s", node_id, exc.message)
+            return
+        now = time.monotonic()
+        peers = answer.get("peers")
+        for entry in peers[:MAX_SHARED_PEERS] if isinstance(peers, list) else []:
+            other, url = (entry.get("node_id"), entry.get("url")) if isinstance(entry, dict) else (None, None)
+            if not isinstance(other, str) or not isinstance(url, str) or other == self._me.node_id:
+                continue
+            if self._table.get(other) is not None or not valid_node_id(other) or not valid_peer_url(url):
+                continue
+            if now - self._failed_urls.get(url, -UNREACHABLE_RETRY_S) < UNREACHABLE_RETRY_S:
+                continue
+            if (other, url) in self._verifying or len(self._verifying) >= MAX_PENDING_CLAIMS:
+                continue
+            self._verifying.add((other, url))
+            self._tasks.spawn(self._verify_shared(other, url))
+
+    async def _verify_shared(self, node_id: str, url: str) -> None:
+        try:
+            if await self.contact(url, expect=node_id):
+                logger.info("learned of %s at %s from another peer", node_id, url)
+                return
+            self._failed_urls[url] = time.monotonic()
+        finally:
+            self._verifying.discard((node_id, url))
+        if not any(u == url for _, u in self._verifying):
+            await self._clients.discard_url(url)
 
     # -- probes ---------------------------------------------------------------------------------------------------
     async def on_ping(self, node_id: str, ping: Mapping[str, Any]) -> None:
@@ -83,6 +138,7 @@ class Membership:
         if not was_up and before is not None:
             logger.info("peer %s is up at %s", node_id, before.url)
         self._settings_sync.on_ping(node_id, ping)
+        self._learn_from(node_id, ping.get("known"))
         if need_state:
             client = self._clients.for_node(node_id)
             if client is None:

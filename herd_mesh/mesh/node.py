@@ -69,7 +69,8 @@ class Node:
         return self.identity.node_id
 
     def ping(self) -> dict[str, Any]:
-        return self.state.ping(leaving=self.leaving, settings_digest=self._settings.digest())
+        return self.state.ping(leaving=self.leaving, settings_digest=self._settings.digest(),
+                               known_digest=self.membership.known_digest())  # fmt: skip
 
     def peers_document(self) -> dict[str, Any]:
         """`GET /mesh/peers`: this peer, every peer it knows, and static URLs never reached."""

@@ -97,7 +97,7 @@ class StateDocument:
             **fields,
         )
 
-    def ping(self, *, leaving: bool, settings_digest: str) -> dict[str, Any]:
+    def ping(self, *, leaving: bool, settings_digest: str, known_digest: str) -> dict[str, Any]:
         """What a probe returns: identity, state version and the live metrics that do not bump the version."""
         me = self.identity
         return {
@@ -114,4 +114,5 @@ class StateDocument:
             },
             "leaving": leaving,
             "settings": settings_digest,  # a peer whose digest differs exchanges settings with us
+            "known": known_digest,  # which peers we see up: a prober that has not seen this list asks for it
         }

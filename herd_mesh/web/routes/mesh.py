@@ -35,6 +35,7 @@ class MeshRoutes:
             Route("/mesh/ping", self.ping, methods=["GET"]),
             Route("/mesh/state", self.state, methods=["GET"]),
             Route("/mesh/peers", self.peers, methods=["GET"]),
+            Route("/mesh/known", self.known, methods=["GET"]),
             Route("/mesh/leave", self.leave, methods=["POST"]),
             Route("/mesh/settings", self.settings, methods=["GET", "POST"]),
             Route("/mesh/records", self.records, methods=["GET"]),
@@ -49,6 +50,10 @@ class MeshRoutes:
 
     async def peers(self, request: Request) -> Response:
         return JSONResponse(self._node.peers_document())
+
+    async def known(self, request: Request) -> Response:
+        """The peers this one sees up (id and address), so that a peer that knows one address finds the rest."""
+        return JSONResponse({"node_id": self._node.node_id, "peers": self._membership.known()})
 
     async def leave(self, request: Request) -> Response:
         """A peer says it is going. Checked before acted on: anyone could send these headers."""
