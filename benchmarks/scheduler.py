@@ -86,7 +86,7 @@ class Fleet:
 
 def _weights(model: str) -> float:
     entry = catalogue.get(model)
-    return entry.weights_gb if entry is not None else 16.0
+    return entry.need_gb(8, 1024, 1024) if entry is not None else 16.0
 
 
 def goal_fleet(copies: int = 1, ad_scale: float = 1.0) -> Fleet:
@@ -448,7 +448,8 @@ class Sim:
         if self.policy.recheck and job.attempts.movable:  # the entry sent it as redirectable
             views = self.views(node)
             here = views[node]
-            others = [v for i, v in enumerate(views) if i != node]
+            left = job.attempts.left  # never back to a queue the job left
+            others = [v for i, v in enumerate(views) if i != node and v.node_id not in left]
             sent = self.own_sent(node)
             choice = ranking.redirect_target(here, others, job.work, rng=self.rng, sent=sent)
             if choice is not None:
@@ -557,7 +558,10 @@ class Sim:
         peer = self.peers[victim]
         here = self.view_of(victim, victim)[0]
         left = max(peer.run_end_est - self.now, 0.0) if peer.running else 0.0
-        pinned = frozenset(j.work.job_id for j in peer.queue if not j.attempts.movable)
+        thief_id = self._id(thief)
+        pinned = frozenset(
+            j.work.job_id for j in peer.queue if not j.attempts.movable or thief_id in j.attempts.excluded
+        )
         handover = stealing.steal_pick(
             here, [j.work for j in peer.queue], thief_view, running_left_s=left, pinned=pinned
         )
@@ -574,7 +578,7 @@ class Sim:
         """The entry's attempt loop records the move and picks again, which goes to the thief."""
         entry = self.peers[job.entry]
         entry.ledger.close(job.work.job_id)
-        job.attempts.record(Moved(self._id(victim), self._id(thief)))
+        job.attempts.record(Moved(self._id(victim), self._id(thief), stolen=True))
         target = self.decide(job.entry, job)
         assert target == thief
         self.peers[thief].steal_pending = False

@@ -41,6 +41,7 @@ class Config:
     mdns: bool = True
     ollama_url: str = DEFAULT_OLLAMA_URL
     log_level: str = "info"
+    max_memory_gb: float | None = None  # the most memory herd-mesh's engines may use on this Mac (None: no limit)
     allow_hosts: tuple[str, ...] = ()  # extra Host header names this peer answers to (besides its own)
     cors_origins: tuple[str, ...] = ()  # web origins allowed to call the API from a browser
     extra: Mapping[str, Any] = field(default_factory=dict)  # the EXTRA_KEYS given in config.toml
@@ -60,6 +61,8 @@ class Config:
         for url in self.peers:
             _check_url(url, "--peer", "http://192.168.1.20:11435")
         _check_url(self.ollama_url, "--ollama-url", "http://localhost:11434")
+        if self.max_memory_gb is not None and not 0 < self.max_memory_gb <= 4096:
+            raise ConfigError(f"--max-memory-gb must be a number of GB above 0, got {self.max_memory_gb!r}")
         for name in self.allow_hosts:
             if not _valid_host(name):
                 raise ConfigError(f"--allow-host needs a host name such as studio.lan, got {name!r}")
@@ -242,6 +245,19 @@ def _port_value(value: Any, what: str) -> int:
     return _check_port(value, what)
 
 
+def _gb(value: Any, what: str) -> float:
+    """A number of GB: a TOML number, or (from a flag or the environment) its text."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number of GB such as 16, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be a number of GB such as 16, got {value!r}") from exc
+    if not 0 < number <= 4096:
+        raise ConfigError(f"{what} must be a number of GB above 0, got {value!r}")
+    return number
+
+
 def _bool(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -275,6 +291,7 @@ SOURCES = {
     "mdns": ("HERD_MDNS", "mdns"),
     "ollama_url": ("OLLAMA_HOST", "ollama_url"),
     "log_level": ("HERD_LOG_LEVEL", "log_level"),
+    "max_memory_gb": ("HERD_MAX_MEMORY_GB", "max_memory_gb"),
     "allow_hosts": ("HERD_ALLOW_HOSTS", "allow_hosts"),
     "cors_origins": ("HERD_CORS_ORIGINS", "cors_origins"),
 }
@@ -327,6 +344,7 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
         _check_ipv4(address, origin["advertise"])
     peers = _strings(values["peers"], origin["peers"]) if "peers" in values else ()
     allow_hosts = _strings(values["allow_hosts"], origin["allow_hosts"]) if "allow_hosts" in values else ()
+    max_memory = _gb(values["max_memory_gb"], origin["max_memory_gb"]) if "max_memory_gb" in values else None
     cors_origins = _strings(values["cors_origins"], origin["cors_origins"]) if "cors_origins" in values else ()
     ollama_url = normalise_ollama_url(text["ollama_url"], origin["ollama_url"]) if "ollama_url" in text else None
     mdns = _bool(values["mdns"], origin["mdns"]) if "mdns" in values else True
@@ -343,6 +361,7 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
         mdns=mdns,
         ollama_url=ollama_url or DEFAULT_OLLAMA_URL,
         log_level=text.get("log_level", "info").lower(),
+        max_memory_gb=max_memory,
         allow_hosts=tuple(h.lower() for h in allow_hosts),
         cors_origins=tuple(o.rstrip("/") for o in cors_origins),
         extra={k: v for k, v in file_values.items() if k in EXTRA_KEYS},

@@ -30,12 +30,14 @@ class Reason(StrEnum):
     """Why a peer refused a job: shared by the peer that answers and the peer that reads the answer."""
 
     BUSY = "busy"  # another peer would finish sooner; `redirect_to` names it
+    MOVED = "moved"  # the queued job was handed to the idle peer `redirect_to` names
     DISABLED = "disabled"  # the capability is switched off in the settings
     NOT_INSTALLED = "not-installed"  # the model is not on that peer
     NO_ENGINE = "no-engine"  # no engine for this kind of work on that peer
     ENGINE_FAILED = "engine-failed"  # the engine ran and failed
     BAD_AUDIO = "bad-audio"  # the upload is not audio the engine can decode
     OVERLOADED = "overloaded"  # its queue (or the caller's share of it) is full: retry later or elsewhere
+    NO_ROOM = "no-room"  # the job does not fit in its memory (or its --max-memory-gb)
 
     @classmethod
     def parse(cls, value: Any) -> Reason | None:

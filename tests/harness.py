@@ -171,6 +171,8 @@ class Mesh:
         env["HERD_STANDIN_LOCK"] = str(data_dir / "gpu.lock")  # one job at a time per "machine"
         env["HERD_STANDIN_LOG"] = str(self.standin_log)
         env["HERD_STANDIN_MS_PER_MP_STEP"] = str(ms_per_mp_step)
+        env["HERD_STANDIN_CONTENTION"] = str(data_dir / "contention.jsonl")  # one GPU per "machine"
+        env["HERD_SIMULATE_MEMORY_GB"] = "64"  # each peer is a 64 GB Mac, whatever this computer has
         env["PYTHONUNBUFFERED"] = "1"
         env.update(extra or {})
         return env
@@ -240,11 +242,14 @@ class OllamaStandin:
     """An Ollama stand-in process on a free port of 127.0.0.1."""
 
     def __init__(self, name: str, models: str, loaded: str = "", *, chunk_delay: float = 0.02,
-                 fail_status: int | None = None) -> None:  # fmt: skip
+                 fail_status: int | None = None, machine: Peer | None = None, args: tuple[str, ...] = ()) -> None:  # fmt: skip
+        """`machine`: the peer whose Mac this Ollama runs on (they share its GPU: the contention file)."""
         argv = [sys.executable, str(OLLAMA_STANDIN), "--host", "127.0.0.1", "--port", "0", "--node", name,
-                "--models", models, "--loaded", loaded, "--chunk-delay", str(chunk_delay)]  # fmt: skip
+                "--models", models, "--loaded", loaded, "--chunk-delay", str(chunk_delay), *args]  # fmt: skip
         if fail_status:
             argv += ["--fail-status", str(fail_status)]
+        if machine is not None:
+            argv += ["--contention-file", machine.env["HERD_STANDIN_CONTENTION"]]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()

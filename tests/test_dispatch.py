@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from herd_mesh.core.attempts import Attempts, EngineFailed, Moved, Refused, Unreachable, Verdict
+from herd_mesh.core.attempts import MAX_MOVES, Attempts, EngineFailed, Moved, Refused, Unreachable, Verdict
 from herd_mesh.core.work import Choice
 from herd_mesh.errors import Reason
 from tests.inprocess import InProcessMesh, until
@@ -37,13 +37,23 @@ def test_a_move_goes_to_the_named_peer_once_and_is_not_a_failure() -> None:
     attempts.pick(choices("a", "b", "c"))
     busy = Refused("a", 503, "busy", Reason.BUSY, redirect_to="c")
     assert attempts.record(busy) is Verdict.RETRY
-    assert (attempts.tries, attempts.moves, attempts.failures, attempts.movable) == (0, 1, [], False)
+    assert (attempts.tries, attempts.moves, attempts.failures, attempts.movable) == (0, 1, [], True)
     assert attempts.pick(choices("a", "b", "c")).node_id == "c"  # type: ignore[union-attr]  # not b, the best left
     assert attempts.attempts == 1
+    again = Attempts()  # a peer that said "busy" may take the job back later, when it is idle: it never had it
+    again.pick(choices("a", "b"))
+    again.record(busy)
+    again.pick(choices("a", "b", "c"))
+    again.record(Moved("c", "a", stolen=True))
+    assert again.pick(choices("b", "a", "c")).node_id == "a" and again.left == {"c"}  # type: ignore[union-attr]
     stolen = Attempts()
-    stolen.pick(choices("a", "b"))
-    stolen.record(Moved("a", "b"))
-    assert stolen.pick(choices("a", "b")).node_id == "b" and not stolen.movable  # type: ignore[union-attr]
+    stolen.pick(choices("a", "b", "c", "d"))
+    stolen.record(Moved("a", "b", stolen=True))
+    assert stolen.pick(choices("a", "b", "c", "d")).node_id == "b" and stolen.movable  # type: ignore[union-attr]
+    stolen.record(Moved("b", "a", stolen=True))  # never back to a queue it left: the best one left instead
+    assert stolen.pick(choices("a", "b", "c", "d")).node_id == "c"  # type: ignore[union-attr]
+    stolen.record(Moved("c", "d", stolen=True))
+    assert stolen.moves == MAX_MOVES and not stolen.movable  # and not forever
 
 
 @pytest.mark.parametrize(

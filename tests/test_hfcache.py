@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from herd_mesh.core.catalogue import MODELS, PINS
 from herd_mesh.engines.hfcache import hub_cache_dir, weights_cached
 
 
@@ -51,29 +53,80 @@ def snapshots(cache: Path, repo: str) -> Path:
     return cache / f"models--{repo.replace('/', '--')}" / "snapshots"
 
 
-def test_weights_cached_only_with_a_non_empty_snapshot(tmp_path: Path) -> None:
-    repo = "Tongyi-MAI/Z-Image-Turbo"
-    assert not weights_cached(repo, tmp_path)  # nothing at all
-    snaps = snapshots(tmp_path, repo)
-    snaps.mkdir(parents=True)
-    assert not weights_cached(repo, tmp_path)  # download never got to a snapshot
-    revision = snaps / "0123abcd"
-    revision.mkdir()
-    assert not weights_cached(repo, tmp_path)  # an empty snapshot is not a download
-    (revision / "model_index.json").write_text("{}")
-    assert weights_cached(repo, tmp_path)
+def download(cache: Path, repo: str, subdirs: tuple[str, ...], *, revision: str | None = None,
+             shards: int = 1, missing_shard: bool = False) -> Path:  # fmt: skip
+    """A snapshot as huggingface_hub lays it out: each folder's safetensors shards and their index."""
+    snapshot = snapshots(cache, repo) / (revision or PINS[repo])
+    for subdir in subdirs:
+        folder = snapshot / subdir
+        folder.mkdir(parents=True)
+        names = [f"diffusion_pytorch_model-0000{i + 1}-of-0000{shards}.safetensors" for i in range(shards)]
+        for name in names[: -1 if missing_shard else None]:
+            (folder / name).write_bytes(b"weights")
+        if shards > 1:
+            index = {"weight_map": {f"layer{i}": name for i, name in enumerate(names)}}
+            (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index))
+    return snapshot
 
 
-def test_weights_cached_is_per_repo(tmp_path: Path) -> None:
-    revision = snapshots(tmp_path, "black-forest-labs/FLUX.1-dev") / "abc"
-    revision.mkdir(parents=True)
-    (revision / "model_index.json").write_text("{}")
-    assert weights_cached("black-forest-labs/FLUX.1-dev", tmp_path)
-    assert not weights_cached("black-forest-labs/FLUX.1-schnell", tmp_path)
+TURBO = MODELS["z-image-turbo"]
+SCHNELL = MODELS["flux-schnell"]
+Z = "Tongyi-MAI/Z-Image-Turbo"
 
 
-def test_a_stray_file_in_snapshots_is_not_a_download(tmp_path: Path) -> None:
-    snaps = snapshots(tmp_path, "briaai/FIBO")
-    snaps.mkdir(parents=True)
-    (snaps / ".DS_Store").write_text("")
-    assert not weights_cached("briaai/FIBO", tmp_path)
+def test_no_cache_folder_at_all_is_unknown_not_missing(tmp_path: Path) -> None:
+    assert weights_cached(TURBO, tmp_path / "nowhere") is None
+    assert weights_cached(TURBO, tmp_path) is False  # a cache folder without the model: a download is due
+
+
+def test_only_the_pinned_revision_with_every_folder_counts(tmp_path: Path) -> None:
+    download(tmp_path, Z, ("text_encoder", "transformer", "vae"), revision="0000old")
+    assert weights_cached(TURBO, tmp_path) is False  # an older revision: mflux downloads its pin
+    download(tmp_path, Z, ("transformer", "vae"))
+    assert weights_cached(TURBO, tmp_path) is False  # the pinned one, without its text encoder
+    (snapshots(tmp_path, Z) / PINS[Z] / "text_encoder").mkdir()
+    assert weights_cached(TURBO, tmp_path) is False  # the folder is there, but empty
+    (snapshots(tmp_path, Z) / PINS[Z] / "text_encoder" / "model.safetensors").write_bytes(b"w")
+    assert weights_cached(TURBO, tmp_path) is True
+
+
+def test_every_indexed_shard_must_be_on_disk(tmp_path: Path) -> None:
+    download(tmp_path, Z, ("text_encoder", "transformer", "vae"), shards=3, missing_shard=True)
+    assert weights_cached(TURBO, tmp_path) is False  # an interrupted download
+    other = tmp_path / "complete"
+    download(other, Z, ("text_encoder", "transformer", "vae"), shards=3)
+    assert weights_cached(TURBO, other) is True
+
+
+def test_flux_needs_its_second_text_encoder_and_a_broken_link_is_not_a_file(tmp_path: Path) -> None:
+    repo = "black-forest-labs/FLUX.1-schnell"
+    snapshot = download(tmp_path, repo, ("text_encoder", "transformer", "vae"))
+    assert weights_cached(SCHNELL, tmp_path) is False
+    (snapshot / "text_encoder_2").mkdir()
+    (snapshot / "text_encoder_2" / "model.safetensors").symlink_to(tmp_path / "blobs" / "gone")
+    assert weights_cached(SCHNELL, tmp_path) is False
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / "gone").write_bytes(b"w")
+    assert weights_cached(SCHNELL, tmp_path) is True
+
+
+def test_qwen_image_is_the_2512_repo_and_fibo_needs_its_vlm_too(tmp_path: Path) -> None:
+    assert MODELS["qwen-image"].repos == ("Qwen/Qwen-Image-2512",)
+    download(tmp_path, "Qwen/Qwen-Image", ("text_encoder", "transformer", "vae"), revision="a" * 40)
+    assert weights_cached(MODELS["qwen-image"], tmp_path) is False  # the old repo id is not what mflux loads
+    download(tmp_path, "Qwen/Qwen-Image-2512", ("text_encoder", "transformer", "vae"))
+    assert weights_cached(MODELS["qwen-image"], tmp_path) is True
+    fibo = MODELS["fibo"]
+    download(tmp_path, "briaai/FIBO", ("text_encoder", "transformer", "vae"))
+    assert weights_cached(fibo, tmp_path) is False  # the VLM that turns a plain prompt into JSON is missing
+    vlm = snapshots(tmp_path, "briaai/FIBO-vlm") / PINS["briaai/FIBO-vlm"]
+    vlm.mkdir(parents=True)
+    for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        (vlm / name).write_text("x")
+    assert weights_cached(fibo, tmp_path) is True
+
+
+def test_the_pins_come_from_the_installed_mflux_when_given(tmp_path: Path) -> None:
+    download(tmp_path, Z, ("text_encoder", "transformer", "vae"), revision="newer")
+    assert weights_cached(TURBO, tmp_path) is False
+    assert weights_cached(TURBO, tmp_path, {Z: "newer"}) is True

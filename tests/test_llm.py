@@ -174,7 +174,8 @@ def test_tags_and_outcomes_are_recorded(pair: tuple[Peer, Peer, Fleet], closing:
             db.row_factory = sqlite3.Row
             return [dict(r) for r in db.execute("SELECT * FROM requests WHERE kind != 'image' ORDER BY id")]
 
-    recorded = rows(a)
+    recorded = wait_until(lambda: rows(a) if len(rows(a)) >= 3 else None, 5, what="the three records (written off "
+                          "the event loop)")  # fmt: skip
     chat = next(r for r in recorded if json.loads(r["tags"]) == ["project-x", "nightly", "batch"])
     assert chat["kind"] == "llm" and chat["node"] == "bravo" and chat["entry_node"] == "alpha"
     assert chat["status"] == "ok" and chat["model"] == "qwen3:8b" and chat["generation_ms"] > 0

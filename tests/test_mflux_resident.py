@@ -94,7 +94,7 @@ async def wait_for(condition: Callable[[], object], timeout_s: float = 5.0) -> N
 
 def test_defaults_serve_the_catalogue_models_with_a_python_api() -> None:
     engine = ResidentMfluxEngine()
-    assert engine.installed_models() == {"z-image-turbo", "flux-schnell", "flux-dev"}
+    assert engine.installed_models() == {"z-image-turbo", "flux-schnell", "flux-dev", "anima-turbo"}
     assert engine.loaded_models() == set()
     assert engine.worker_pid is None
     assert isinstance(available(), bool)

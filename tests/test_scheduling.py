@@ -123,11 +123,17 @@ def test_a_cold_model_costs_its_load_time_and_a_download_when_not_cached() -> No
     warm = peer("warm", 1000.0)
     cold = peer("cold", 1000.0, loaded=frozenset(), load_s={MODEL: 9.0})
     cold_prior = peer("cold-prior", 1000.0, loaded=frozenset(), prior_load_s=15.0)
-    missing = peer("missing", 1000.0, loaded=frozenset(), cached=frozenset(), load_s={MODEL: 9.0}, download_s=600.0)
+    missing = peer("missing", 1000.0, loaded=frozenset(), cached=frozenset(), missing=MODELS, load_s={MODEL: 9.0},
+                   download_s=600.0)  # fmt: skip
+    unknown = peer("unknown", 1000.0, loaded=frozenset(), cached=frozenset(), load_s={MODEL: 9.0}, download_s=600.0)
+    queued = peer("queued", 1000.0, loaded=frozenset(), cached=frozenset(), missing=MODELS, queued_models=MODELS,
+                  download_s=600.0)  # fmt: skip
     assert load_seconds(warm, MODEL) == 0.0
     assert load_seconds(cold, MODEL) == 9.0
     assert load_seconds(cold_prior, MODEL) == 15.0
-    assert load_seconds(missing, MODEL) == 609.0
+    assert load_seconds(missing, MODEL) == 609.0  # known missing: the first job downloads
+    assert load_seconds(unknown, MODEL) == 9.0  # no cache folder to look at: no download guessed
+    assert load_seconds(queued, MODEL) == 0.0  # a job of that model is already there: it pays load and download
     assert expected_completion_s(cold, WORK) == 13.0
     assert best([cold, warm, missing]) == "warm"
     # a warm peer busy for 8.9 s still wins over a cold idle one (12.9 < 13); busy for 9.1 s it loses

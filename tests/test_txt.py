@@ -78,13 +78,13 @@ def test_a_big_peer_fits_the_rfc_6763_limits() -> None:
         llm_models=100,
         llm_loaded=100,
     )
-    assert len(MODELS) == 7
+    assert len(MODELS) == 8
     props = txt.encode(s)
     for key, value in props.items():
         assert len(key.encode()) + 1 + len(value.encode()) <= txt.MAX_ENTRY_BYTES, key
     assert txt.record_size(props) < 400
     decoded = txt.decode(as_zeroconf(props))
-    assert decoded.image_models == tuple(MODELS)  # all seven still listed
+    assert decoded.image_models == tuple(MODELS)  # all eight still listed
     assert decoded.llm_models == 100
     assert decoded.node_id == MAX_NAME
 

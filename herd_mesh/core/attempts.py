@@ -19,9 +19,13 @@ from typing import Any
 from ..errors import Reason, RequestError
 from .work import Choice
 
-CAPACITY = frozenset({Reason.BUSY, Reason.DISABLED, Reason.NOT_INSTALLED, Reason.NO_ENGINE, Reason.OVERLOADED})
+CAPACITY = frozenset(
+    {Reason.BUSY, Reason.MOVED, Reason.DISABLED, Reason.NOT_INSTALLED, Reason.NO_ENGINE, Reason.OVERLOADED,
+     Reason.NO_ROOM}
+)  # fmt: skip  # refusals another peer may not share
 RETRY_AFTER_S = 5  # what a client is told to wait when every peer is busy (seconds)
 MAX_TRIES = 4  # peers tried for one request before giving up (moves to a better peer do not count)
+MAX_MOVES = 3  # redirects and steals of one job: it may move more than once, never back, and not forever
 SETTINGS_CURL = (
     "curl -X POST http://localhost:11435/dashboard/api/settings -H 'Content-Type: application/json' "
     "-d '{{\"{setting}\": true}}'"
@@ -64,10 +68,12 @@ class EngineFailed:
 
 @dataclass(frozen=True)
 class Moved:
-    """The job left `node` for a better peer: answered "busy, try `to`" on arrival, or stolen while queued."""
+    """The job goes from `node` to a better peer `to`: answered "busy, try `to`" on arrival, or (`stolen`) taken
+    out of `node`'s queue by idle `to`."""
 
     node: str
     to: str
+    stolen: bool = False
 
 
 Outcome = Unreachable | Refused | EngineFailed | Moved
@@ -102,7 +108,8 @@ class Attempts:
     tries: int = 0  # peers asked to do the job, moves excluded
     moves: int = 0  # redirects and steals
     failures: list[Failure] = field(default_factory=list)
-    excluded: set[str] = field(default_factory=set)
+    excluded: set[str] = field(default_factory=set)  # not to be tried again in this loop
+    left: set[str] = field(default_factory=set)  # peers whose queue it left: it never goes back to one
     prefer: str | None = None  # the peer a move named
 
     def pick(self, ranked: Sequence[Choice]) -> Choice | None:
@@ -120,13 +127,17 @@ class Attempts:
     def record(self, outcome: Outcome) -> Verdict:
         """Learn from a try that did not produce the answer."""
         self.excluded.add(outcome.node)
-        if isinstance(outcome, Refused) and outcome.reason is Reason.BUSY and outcome.redirect_to:
-            outcome = Moved(outcome.node, outcome.redirect_to)
+        if isinstance(outcome, Refused) and outcome.reason in (Reason.BUSY, Reason.MOVED) and outcome.redirect_to:
+            outcome = Moved(outcome.node, outcome.redirect_to, stolen=outcome.reason is Reason.MOVED)
         if isinstance(outcome, Moved):
             self.tries -= 1  # going where the job finishes sooner is not a failure
             self.moves += 1
-            self.prefer = outcome.to
-            self.movable = False  # at most one move: a job can never bounce
+            if outcome.stolen:
+                self.left.add(outcome.node)
+            if outcome.to not in self.left:
+                self.excluded.discard(outcome.to)  # a peer that was busy when asked may take it now it is idle
+                self.prefer = outcome.to
+            self.movable = self.moves < MAX_MOVES  # more than once, never back to a queue it left, not forever
             return Verdict.RETRY
         if isinstance(outcome, Refused):
             if outcome.passes_on:

@@ -40,6 +40,7 @@ class Costs:
     no_room_s: float  # a cold model larger than the free memory: others must be evicted first
     tight_memory_s: float  # a cold model that fits: up to this much, scaled by the share of free memory it takes
     transfer_s: float  # another peer rather than this one (a hop; breaks ties in favour of no hop)
+    other_work_s: float = 2.0  # each job of another kind (an image) running there: it shares the GPU and memory
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -70,6 +71,7 @@ class ModelFacts:
     sizes: Mapping[str, int] | None = None  # bytes of weights per model
     active: frozenset[str] = frozenset()  # ids of the requests in flight there
     memory_available_gb: float = 0.0
+    other_jobs: int = 0  # work of other kinds running on that machine (image jobs, transcriptions)
 
 
 def normalize_model(name: str) -> str:
@@ -112,7 +114,7 @@ def peer_view(facts: ModelFacts, model: str, costs: Costs) -> PeerView:
         ms_per_unit={model: run_ms},
         prior_ms_per_unit={model: run_ms},
         load_s={model: load_seconds(facts, model, costs)},
-        backlog_s=len(facts.active) * costs.in_flight_s,
+        backlog_s=len(facts.active) * costs.in_flight_s + facts.other_jobs * costs.other_work_s,
         job_ids=facts.active,
         slots=1,
         transfer_s=0.0 if facts.is_self else costs.transfer_s,

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from . import speed
+from .memory import fits, shortfall
 from .rng import Rng
 from .work import Choice, PeerView, Sent, Work
 
@@ -29,10 +30,28 @@ REDIRECT_FRACTION = 0.5  # redirect only if elsewhere finishes at least this sha
 REDIRECT_MIN_S = 1.0  # ... and at least this many seconds sooner (seconds)
 
 STATUS_ORDER = {"up": 0, "suspect": 1}  # "down" (or anything else) is never picked
+PRESSURE_ORDER = {"warn": 1, "critical": 2}  # normal and unknown: 0
+CPU_BAND = 25.0  # near-ties go to the peer in the lower band of CPU load (percentage points)
 
 
 def can_serve(peer: PeerView, model: str) -> bool:
     return peer.status in STATUS_ORDER and peer.accepting and model in peer.installed
+
+
+def eligible(peer: PeerView, work: Work) -> bool:
+    """Able to run it at all: up (or suspect), switched on, the model installed, and room in memory for it."""
+    return can_serve(peer, work.model) and fits(peer, work)
+
+
+def why_not(peer: PeerView, work: Work) -> str | None:
+    """Why a peer cannot run this job, in a few words; None when it can."""
+    if peer.status not in STATUS_ORDER:
+        return peer.status
+    if not peer.accepting:
+        return "switched off"
+    if work.model not in peer.installed:
+        return f"no {work.model}"
+    return shortfall(peer, work)
 
 
 def ms_per_unit(peer: PeerView, model: str) -> float:
@@ -47,22 +66,24 @@ def ms_per_unit(peer: PeerView, model: str) -> float:
 
 
 def run_seconds(peer: PeerView, work: Work) -> float:
-    return work.units * ms_per_unit(peer, work.model) / 1000.0
+    """The job's run there, slowed by the other work that machine is doing now."""
+    return work.units * ms_per_unit(peer, work.model) / 1000.0 * max(peer.contention, 1.0)
 
 
 def load_seconds(peer: PeerView, model: str) -> float:
-    """Zero when resident; a download on top when the weights are not on disk either."""
-    if model in peer.loaded:
+    """Zero when resident, or when a job of that model is already running or waiting there (it pays the load);
+    a download on top only when the weights are known to be missing: an unknown cache costs nothing extra."""
+    if model in peer.loaded or model in peer.queued_models:
         return 0.0
     seconds = peer.load_s.get(model, peer.prior_load_s)
-    if model not in peer.cached:
+    if model in peer.missing and model not in peer.cached:
         seconds += peer.download_s
     return seconds
 
 
 def _parts(peer: PeerView, work: Work, unseen_backlog_s: float) -> tuple[float, float, float, float]:
-    queue = (max(peer.backlog_s, 0.0) + max(unseen_backlog_s, 0.0)) / max(peer.slots, 1)
-    return queue, run_seconds(peer, work), load_seconds(peer, work.model), peer.transfer_s
+    backlog = max(peer.backlog_s, 0.0) * max(peer.contention, 1.0) + max(unseen_backlog_s, 0.0)
+    return backlog / max(peer.slots, 1), run_seconds(peer, work), load_seconds(peer, work.model), peer.transfer_s
 
 
 def expected_completion_s(peer: PeerView, work: Work, unseen_backlog_s: float = 0.0) -> float:
@@ -107,9 +128,11 @@ def rank(peers: Iterable[PeerView], work: Work, *, sent: Iterable[Sent] = (), rn
     advertised = frozenset().union(*(p.job_ids for p in peers))
     pending = [s for s in sent if s.job_id not in advertised]
     scored: list[tuple[int, float, str, str]] = []
+    calm: dict[str, tuple[int, int]] = {}  # node -> (memory pressure, CPU band): what breaks near-ties
     for peer in peers:
-        if not can_serve(peer, work.model):
+        if not eligible(peer, work):
             continue
+        calm[peer.node_id] = (PRESSURE_ORDER.get(peer.memory_pressure, 0), int(peer.cpu_percent // CPU_BAND))
         mine = [s for s in pending if s.node_id == peer.node_id]
         unseen = sum(s.seconds for s in mine)
         if work.model not in peer.loaded and any(s.model == work.model for s in mine):
@@ -126,6 +149,7 @@ def rank(peers: Iterable[PeerView], work: Work, *, sent: Iterable[Sent] = (), rn
             j += 1
         group = scored[i:j]
         rng.shuffle(group)
+        group.sort(key=lambda entry: calm[entry[2]])  # stable: equals stay shuffled
         ranked.extend(Choice(node_id, ect, reason) for _, ect, node_id, reason in group)
         i = j
     return ranked
@@ -154,7 +178,7 @@ def redirect_target(
     if not ranked:
         return None
     best = ranked[0]
-    if not can_serve(here, work.model):
+    if not eligible(here, work):
         return best
     mine = expected_completion_s(here, work)
     margin = max(REDIRECT_MIN_S, REDIRECT_FRACTION * mine)

@@ -17,6 +17,7 @@ MAX_SAMPLE_RATIO = 4.0  # a sample further than this factor from the estimate is
 # or a thermal hiccup must not make a fast Mac look slow for the next ten jobs)
 DEFAULT_REF_MS_PER_MP_STEP = 6000.0  # ms per megapixel-step on an M3 Ultra for a model the catalogue lacks
 DEFAULT_LOAD_S = 15.0  # seconds to load a model before any load was measured
+DEFAULT_SLOWDOWN = 0.5  # prior until measured: each LLM/STT request in flight slows image work by half (x)
 UNKNOWN_CHIP_FACTOR = 0.02  # speed of a non-Apple-Silicon host relative to an M3 Ultra (mflux on CPU crawls)
 SCHEMA_VERSION = 1
 
@@ -114,17 +115,36 @@ class SpeedBook:
     runs: dict[str, int] = field(default_factory=dict)  # model -> number of runs measured
     load: dict[str, float] = field(default_factory=dict)  # model -> load seconds (EWMA)
     loads: dict[str, int] = field(default_factory=dict)  # model -> number of loads measured
+    slowdown: float | None = None  # learned: each other request in flight slows a run by this share (EWMA)
+    peak_gb: dict[str, tuple[float, float]] = field(default_factory=dict)  # "model@q" -> (peak GB, megapixels)
 
     @classmethod
     def for_hardware(cls, chip: str, gpu_cores: int | None = None) -> SpeedBook:
         return cls(chip=chip, gpu_cores=gpu_cores, factor=hardware_prior(chip, gpu_cores))
 
-    def record_run(self, model: str, mp_steps: float, ms: float) -> None:
-        """One finished generation (load excluded); nonsense timings are ignored rather than averaged in."""
+    def record_run(self, model: str, mp_steps: float, ms: float, *, others: int = 0) -> None:
+        """One finished generation (load excluded); nonsense timings are ignored rather than averaged in.
+
+        `others` is how many requests of other kinds (LLM, speech-to-text) ran on this machine meanwhile: such a
+        run teaches the slowdown they cause, not the speed."""
         if mp_steps <= 0 or ms <= 0:
             return
-        self.ms[model] = _ewma(self.ms.get(model), ms / mp_steps)
         self.runs[model] = self.runs.get(model, 0) + 1
+        sample = ms / mp_steps
+        idle = self.ms.get(model)
+        if others <= 0 or idle is None:
+            self.ms[model] = _ewma(idle, sample if others <= 0 else sample / (1 + self.slowdown_per_job() * others))
+            return
+        per_job = max(0.0, (sample / idle - 1.0) / others)
+        self.slowdown = per_job if self.slowdown is None else (1 - EWMA_ALPHA) * self.slowdown + EWMA_ALPHA * per_job
+
+    def slowdown_per_job(self) -> float:
+        return self.slowdown if self.slowdown is not None else DEFAULT_SLOWDOWN
+
+    def record_peak(self, model: str, quantize: int, peak_gb: float, megapixels: float) -> None:
+        """What a run really took (the engine's peak memory), so later fits use it where it is larger."""
+        if peak_gb > 0 and megapixels > 0:
+            self.peak_gb[f"{model}@{quantize}"] = (round(peak_gb, 2), round(megapixels, 3))
 
     def record_load(self, model: str, seconds: float) -> None:
         if seconds <= 0:
@@ -149,6 +169,8 @@ class SpeedBook:
             "chip": self.chip,
             "gpu_cores": self.gpu_cores,
             "factor": self.factor,
+            "slowdown": self.slowdown,
+            "peak_gb": {key: list(value) for key, value in sorted(self.peak_gb.items())},
             "models": {
                 model: {
                     "ms_per_mp_step": self.ms.get(model),
@@ -179,6 +201,13 @@ class SpeedBook:
             factor = data.get("factor")
             ok = isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor > 0
             book = cls(chip=saved_chip, gpu_cores=saved_cores, factor=float(factor) if ok else UNKNOWN_CHIP_FACTOR)
+        slowdown = data.get("slowdown")
+        if isinstance(slowdown, int | float) and not isinstance(slowdown, bool) and 0 <= slowdown < 100:
+            book.slowdown = float(slowdown)
+        peaks = data.get("peak_gb")
+        for key, pair in peaks.items() if isinstance(peaks, dict) else []:
+            if isinstance(pair, list) and len(pair) == 2 and all(_positive(v) for v in pair):
+                book.peak_gb[str(key)] = (float(pair[0]), float(pair[1]))
         models = data.get("models")
         if not isinstance(models, dict):
             return book

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
 from .model_scoring import ModelFacts, normalize_model
+from .speed import DEFAULT_SLOWDOWN
 from .work import PeerView
 
 TRANSFER_BASE_S = 0.05  # one LAN round trip plus request handling (seconds)
@@ -53,8 +54,9 @@ class MeshSnapshot:
             doc = peer.document.get(section)
             if isinstance(doc, dict):
                 memory = _number(_object(peer.document.get("system")).get("memory_available_gb")) or 0.0
-                out.append(facts_from_state(peer.node_id, peer.status, doc, kind=kind, memory_available_gb=memory,
-                                            is_self=peer.is_self))  # fmt: skip
+                facts = facts_from_state(peer.node_id, peer.status, doc, kind=kind, memory_available_gb=memory,
+                                         is_self=peer.is_self)  # fmt: skip
+                out.append(replace(facts, other_jobs=other_work(peer.document, section)))
         return out
 
     def holders(self, kind: str) -> dict[str, list[str]]:
@@ -88,20 +90,30 @@ def image_view(node_id: str, status: str, state: Any, *, is_self: bool, now: flo
     stay free of ticking clocks. The document is another peer's JSON: a part of the wrong shape counts as
     empty, a number that is not finite and non-negative as absent, and nothing here raises.
     """
-    image = _object(_object(state).get("image"))
+    doc = _object(state)
+    image = _object(doc.get("image"))
+    system = _object(doc.get("system"))
     models = {m: s for m, s in _object(image.get("models")).items() if isinstance(s, dict)}
     queue = _object(image.get("queue"))
     speed = _object(image.get("speed"))
+    memory = _object(image.get("memory"))
     backlog = 0.0
     job_ids: set[str] = set()
+    queued: set[str] = set()
     for job in _jobs(queue.get("running")):
         started = _number(job.get("started_at")) or now
         backlog += max(0.0, (_number(job.get("estimate_s")) or 0.0) - max(0.0, now - started))
         job_ids.add(str(job.get("job_id")))
+        queued.add(str(job.get("model")))
     for job in _jobs(queue.get("waiting")):
         backlog += _number(job.get("estimate_s")) or 0.0
         job_ids.add(str(job.get("job_id")))
+        queued.add(str(job.get("model")))
     slots = queue.get("slots")
+    others = other_work(doc, "image")
+    available = _number(system.get("memory_available_gb"))
+    held = _number(memory.get("held_gb")) or 0.0
+    slowdown = _number(speed.get("slowdown")) if _number(speed.get("slowdown")) is not None else DEFAULT_SLOWDOWN
     return PeerView(
         node_id=node_id,
         status=status,
@@ -109,7 +121,9 @@ def image_view(node_id: str, status: str, state: Any, *, is_self: bool, now: flo
         accepting=image.get("enabled") is True,
         installed=frozenset(m for m, s in models.items() if s.get("installed") is True),
         cached=frozenset(m for m, s in models.items() if s.get("cached") is True),
+        missing=frozenset(m for m, s in models.items() if s.get("weights") == "missing"),
         loaded=frozenset(m for m, s in models.items() if s.get("loaded") is True),
+        queued_models=frozenset(queued),
         ms_per_unit=_numbers(speed.get("ms_per_mp_step")),
         prior_ms_per_unit=_numbers(speed.get("prior_ms_per_mp_step")),
         load_s=_numbers(speed.get("load_s")),
@@ -117,7 +131,35 @@ def image_view(node_id: str, status: str, state: Any, *, is_self: bool, now: flo
         job_ids=frozenset(job_ids),
         slots=slots if isinstance(slots, int) and not isinstance(slots, bool) and slots >= 1 else 1,
         transfer_s=0.0 if is_self else TRANSFER_BASE_S,
+        contention=1.0 + (slowdown or 0.0) * others,
+        memory_budget_gb=None if available is None else available + held,
+        memory_cap_gb=_number(memory.get("cap_gb")),
+        peak_gb=_peaks(memory.get("peak")),
+        cpu_percent=_number(system.get("cpu_percent")) or 0.0,
+        memory_pressure=str(system.get("memory_pressure") or "unknown"),
     )
+
+
+def other_work(doc: Mapping[str, Any], kind: str) -> int:
+    """Requests of the other kinds in flight on that machine: they share its GPU and memory with `kind`."""
+    count = 0
+    for name, section in doc.items():
+        if name == kind or not isinstance(section, Mapping):
+            continue
+        count += len(_jobs(section.get("active")))
+        if name == "image":
+            count += len(_jobs(_object(section.get("queue")).get("running")))
+    return count
+
+
+def _peaks(value: Any) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    for key, pair in _object(value).items():
+        if isinstance(pair, list) and len(pair) == 2:
+            gb, mp = _number(pair[0]), _number(pair[1])
+            if gb is not None and mp is not None:
+                out[str(key)] = (gb, mp)
+    return out
 
 
 def _object(value: Any) -> Mapping[str, Any]:

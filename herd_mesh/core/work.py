@@ -22,10 +22,11 @@ class Work:
     width: int = 0
     height: int = 0
     steps: int = 0
+    quantize: int = 8
 
     @classmethod
-    def image(cls, model: str, width: int, height: int, steps: int, job_id: str = "") -> Work:
-        return cls(model, job_id, IMAGE, width, height, steps)
+    def image(cls, model: str, width: int, height: int, steps: int, job_id: str = "", quantize: int = 8) -> Work:
+        return cls(model, job_id, IMAGE, width, height, steps, quantize)
 
     @classmethod
     def request(cls, kind: str, model: str, job_id: str = "") -> Work:
@@ -48,8 +49,10 @@ class PeerView:
     is_self: bool = False
     accepting: bool = True  # this kind of work is switched on there
     installed: frozenset[str] = frozenset()  # models it can run
-    cached: frozenset[str] = frozenset()  # weights already on disk (else a download, minutes)
+    cached: frozenset[str] = frozenset()  # weights known to be on disk (a scan, or a job that ran there)
+    missing: frozenset[str] = frozenset()  # weights known not to be on disk: the first job downloads them
     loaded: frozenset[str] = frozenset()  # resident in memory now (no load time)
+    queued_models: frozenset[str] = frozenset()  # models of jobs running or waiting there: loaded by then
     ms_per_unit: Mapping[str, float] = field(default_factory=dict)  # measured, per model
     prior_ms_per_unit: Mapping[str, float] = field(default_factory=dict)  # hardware prior, per model
     load_s: Mapping[str, float] = field(default_factory=dict)  # measured load seconds per model
@@ -59,6 +62,12 @@ class PeerView:
     job_ids: frozenset[str] = frozenset()  # ids of jobs it advertised as running/queued
     slots: int = 1
     transfer_s: float = 0.0  # request + answer over the network (0 for self)
+    contention: float = 1.0  # how much slower its work runs now because of other work on the machine (>= 1)
+    memory_budget_gb: float | None = None  # memory this kind of work could have there now (None: unknown)
+    memory_cap_gb: float | None = None  # the peer's --max-memory-gb
+    peak_gb: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # "model@q" -> measured (GB, MP)
+    cpu_percent: float = 0.0
+    memory_pressure: str = "unknown"  # normal | warn | critical | unknown
 
 
 @dataclass(frozen=True)

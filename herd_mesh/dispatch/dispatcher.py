@@ -41,7 +41,7 @@ class Job(Protocol[T_co]):
 
     def sent(self, snapshot: MeshSnapshot, node_id: str, pending: list[Sent], now: float) -> Sent: ...
 
-    async def here(self, attempts: Attempts) -> T_co: ...
+    async def here(self, attempts: Attempts, snapshot: MeshSnapshot) -> T_co: ...
 
     async def there(self, node_id: str, attempts: Attempts, release: Callable[[], None]) -> T_co:
         """Forward to `node_id`; call `release` once the answer has ended (at once, unless it streams on)."""
@@ -53,11 +53,12 @@ class Job(Protocol[T_co]):
 class Tried(Generic[T]):
     """What the loop returns: the answer, and how it was got."""
 
-    def __init__(self, result: T, attempts: Attempts, node: str, choice: Choice) -> None:
+    def __init__(self, result: T, attempts: Attempts, choice: Choice, ranked: list[Choice]) -> None:
         self.result = result
         self.attempts = attempts
-        self.node = node
+        self.node = choice.node_id
         self.choice = choice
+        self.ranked = ranked  # the ranking the final choice came from: the why of "why there"
 
 
 def classify(exc: BaseException, node: str) -> Outcome | None:
@@ -67,7 +68,7 @@ def classify(exc: BaseException, node: str) -> Outcome | None:
     if isinstance(exc, PeerRefused):
         return Refused(node, exc.status, exc.message, exc.reason, exc.redirect_to)
     if isinstance(exc, JobMoved):
-        return Moved(node, exc.to)
+        return Moved(node, exc.to, stolen=True)
     if isinstance(exc, EngineError):
         return EngineFailed(node, str(exc))
     return None
@@ -108,14 +109,15 @@ class Dispatcher:
             now = self._clock()
             snapshot = self._view.snapshot(now)
             pending = self.ledger.pending(now)
-            choice = attempts.pick(job.rank(snapshot, pending, self._rng))
+            ranked = job.rank(snapshot, pending, self._rng)
+            choice = attempts.pick(ranked)
             if choice is None:
                 raise job.give_up(attempts, snapshot)
             node = choice.node_id
             logger.debug("%s %s -> %s: %s", job.work.kind, job.work.job_id, node, choice.reason)
             try:
                 if node == snapshot.me:
-                    result = await job.here(attempts)
+                    result = await job.here(attempts, snapshot)
                 else:
                     result = await self._forward(job, snapshot, node, pending, now, attempts)
             except Exception as exc:
@@ -130,7 +132,7 @@ class Dispatcher:
             if attempts.failures:
                 logger.info("%s %s served by %s after %s", job.work.kind, job.work.job_id, node,
                             "; ".join(f"{f.node}: {f.message}" for f in attempts.failures))  # fmt: skip
-            return Tried(result, attempts, node, choice)
+            return Tried(result, attempts, choice, ranked)
 
     async def _forward(
         self, job: Job[T], snapshot: MeshSnapshot, node: str, pending: list[Sent], now: float, attempts: Attempts

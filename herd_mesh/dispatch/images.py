@@ -13,21 +13,23 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..core import catalogue
 from ..core.attempts import Attempts, switched_off
 from ..core.image_request import MAX_SEED, ImageJob, ImageRequest
+from ..core.memory import fits, no_room_error
 from ..core.protocol import H_FORWARDED, H_JOB, H_REDIRECTABLE
-from ..core.ranking import rank, redirect_target, sent_record
+from ..core.ranking import can_serve, rank, redirect_target, sent_record, why_not
 from ..core.rng import Rng
 from ..core.views import MeshSnapshot
-from ..core.work import Choice, Sent, Work
+from ..core.work import Choice, PeerView, Sent, Work
 from ..errors import EngineError, JobMoved, PeerRefused, PeerUnreachable, Reason, RequestError
 from ..mesh.clients import PeerClients, read_capped
 from ..services.image_service import ImageService
 from .dispatcher import Dispatcher
+from .jobs import JobRecord, Jobs
 from .recorder import Recorder
 from .relay import while_alive
 
@@ -35,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 DEADLINE_S = 1800.0  # one overall deadline for a request, retries included
 MAX_PNG_BYTES = 64 * 1024 * 1024  # a peer's image answer larger than this is refused
-H_TAGS = "X-Herd-Tags"
+H_VISITED = "X-Herd-Visited"  # peers a forwarded job left: it never goes back to one of them
 
 
 @dataclass(frozen=True)
@@ -45,21 +47,29 @@ class ImageResult:
     model: str
     seed: int
     generation_ms: int
-    queue_ms: int
-    attempts: int
+    queue_ms: int  # the whole wait, from arrival at the entry peer to the start of generation
+    attempts: int  # tries that failed, plus one
     width: int
     height: int
+    moves: int = 0  # redirects and steals on the way
+    reason: str = ""  # why it ran there
+    request_id: str = ""
 
     def headers(self) -> dict[str, str]:
-        return {
+        headers = {
             "X-Fleet-Node": self.node,
             "X-Fleet-Model": self.model,
             "X-Generation-Time": str(self.generation_ms),
             "X-Queue-Time": str(self.queue_ms),
             "X-Fleet-Seed": str(self.seed),
             "X-Fleet-Attempts": str(self.attempts),
+            "X-Fleet-Moves": str(self.moves),
             "X-Image-Size": f"{self.width}x{self.height}",
+            "X-Request-Id": self.request_id,
         }
+        if self.reason:
+            headers["X-Fleet-Reason"] = self.reason.encode("ascii", "replace").decode()[:400]
+        return headers
 
     @classmethod
     def from_response(cls, png: bytes, headers: Any, fallback_node: str, attempts: int) -> ImageResult:
@@ -91,12 +101,14 @@ class ImageDispatch:
         service: ImageService,
         clients: PeerClients,
         recorder: Recorder,
+        jobs: Jobs,
         rng: Rng,
     ) -> None:
         self._dispatcher = dispatcher
         self.service = service
         self._clients = clients
         self._recorder = recorder
+        self.jobs = jobs
         self._rng = rng
 
     @property
@@ -115,22 +127,30 @@ class ImageDispatch:
         raise RequestError(f"no peer in the mesh has {model} installed: {catalogue.INSTALL_HINT}", 404,
                            available=sorted(available), install=catalogue.INSTALL_COMMAND)  # fmt: skip
 
-    async def generate(self, req: ImageRequest, *, tags: tuple[str, ...] = ()) -> ImageResult:
+    async def generate(
+        self, req: ImageRequest, *, tags: tuple[str, ...] = (), job_id: str | None = None
+    ) -> ImageResult:
         """A client's request: pick, forward or run, fail over, and record the outcome."""
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
         started = time.monotonic()
+        record = self.jobs.start(job_id, "image", req.model)
         try:
             if not self.service.enabled:
                 raise switched_off("image generation", "image_generation")
             self.check_model(req.model, self._dispatcher.snapshot())
             seed = req.seed if req.seed is not None else self._rng.randint(0, MAX_SEED)  # the same image anywhere
-            tried = await self._dispatcher.run(_Entry(self, req.job(job_id, seed), started + DEADLINE_S))
+            entry = _Entry(self, req.job(job_id, seed), started + DEADLINE_S, record)
+            tried = await self._dispatcher.run(entry)
         except BaseException as exc:
             cancelled = not isinstance(exc, Exception)
             error = "client disconnected" if cancelled else getattr(exc, "message", str(exc))
+            self.jobs.finish(job_id, ok=False, error=error)
             self._recorder.image(req, job_id, tags, status="cancelled" if cancelled else "failed", error=error)
             raise
-        result = tried.result
+        waited = int((time.monotonic() - started) * 1000) - tried.result.generation_ms
+        result = replace(tried.result, queue_ms=max(tried.result.queue_ms, waited), moves=tried.attempts.moves,
+                         reason=record.reason, request_id=job_id)  # fmt: skip
+        self.jobs.finish(job_id, ok=True)
         self._recorder.image(req, job_id, tags, status="ok", result=result)
         logger.info(
             "image %s %dx%d on %s in %d ms (queued %d ms, %d attempt%s, %.1f s total)",
@@ -139,14 +159,19 @@ class ImageDispatch:
         )  # fmt: skip
         return result
 
-    async def run_local(self, job: ImageJob, *, entry_node: str, movable: bool, attempts: int) -> ImageResult:
-        output, queue_ms = await self.service.run(job, entry_node=entry_node, movable=movable)
+    async def run_local(
+        self, job: ImageJob, snapshot: MeshSnapshot, *, entry_node: str, movable: bool, visited: frozenset[str],
+        attempts: int,
+    ) -> ImageResult:  # fmt: skip
+        system = snapshot.peers[0].document.get("system")  # this peer's own metrics, read with the snapshot
+        output, queue_ms = await self.service.run(job, entry_node=entry_node, movable=movable, visited=visited,
+                                                  system=system if isinstance(system, dict) else None)  # fmt: skip
         return ImageResult(output.png, self.me, job.model, job.seed, output.generation_ms + output.load_ms,
                            queue_ms, attempts, job.width, job.height)  # fmt: skip
 
     # -- the receiving side of a forwarded job -----------------------------------------------------------------
     async def serve_forwarded(
-        self, req: ImageRequest, *, job_id: str, entry_node: str, redirectable: bool
+        self, req: ImageRequest, *, job_id: str, entry_node: str, redirectable: bool, visited: frozenset[str]
     ) -> ImageResult:
         """A peer sent us this job: run it here, or refuse with a reason it can act on.
 
@@ -159,22 +184,24 @@ class ImageDispatch:
         if req.model not in self.service.installed():
             raise RequestError(f"{req.model} is not installed on {me}", 404, reason=Reason.NOT_INSTALLED)
         job = req.job(job_id, req.seed or 0)
+        snapshot = self._dispatcher.snapshot()
         if redirectable:
-            self._redirect_if_better(job.work())
+            self._redirect_if_better(job.work(), snapshot, visited)
         try:
-            return await self.run_local(job, entry_node=entry_node, movable=redirectable, attempts=1)
+            return await self.run_local(job, snapshot, entry_node=entry_node, movable=redirectable, visited=visited,
+                                        attempts=1)  # fmt: skip
         except JobMoved as exc:
-            raise RequestError(f"{me} handed the queued job to idle {exc.to}", 503, reason=Reason.BUSY,
+            raise RequestError(f"{me} handed the queued job to idle {exc.to}", 503, reason=Reason.MOVED,
                                redirect_to=exc.to) from exc  # fmt: skip
         except EngineError as exc:
             raise RequestError(f"{me}: {exc}", 502, reason=Reason.ENGINE_FAILED) from exc
 
-    def _redirect_if_better(self, work: Work) -> None:
-        now = time.time()
-        snapshot = self._dispatcher.snapshot()
+    def _redirect_if_better(self, work: Work, snapshot: MeshSnapshot, visited: frozenset[str]) -> None:
+        """Answer "busy, try X" when X clearly finishes sooner; never X a peer the job has left."""
+        now = snapshot.now
         views = snapshot.image_views
         here = next(v for v in views if v.is_self)
-        others = [v for v in views if not v.is_self]
+        others = [v for v in views if not v.is_self and v.node_id not in visited]
         ledger = self._dispatcher.ledger
         better = redirect_target(here, others, work, rng=self._rng, sent=ledger.pending(now))
         if better is None:
@@ -187,14 +214,17 @@ class ImageDispatch:
 
     # -- forwarding ------------------------------------------------------------------------------------------------
     async def forward(
-        self, node: str, job: ImageJob, *, redirectable: bool, attempts: int, deadline: float
-    ) -> ImageResult:
+        self, node: str, job: ImageJob, *, redirectable: bool, visited: frozenset[str], attempts: int,
+        deadline: float,
+    ) -> ImageResult:  # fmt: skip
         client = self._clients.for_node(node)
         if client is None:
             raise PeerUnreachable(node, "left the mesh")
         headers = {"Content-Type": "application/json", H_FORWARDED: "1", H_JOB: job.job_id}
         if redirectable:
             headers[H_REDIRECTABLE] = "1"
+        if visited:
+            headers[H_VISITED] = ",".join(sorted(visited))
         body = json.dumps(_to_json(job)).encode()
 
         async def post() -> tuple[bytes, Any]:
@@ -214,36 +244,60 @@ class _Entry:
 
     movable = True
 
-    def __init__(self, dispatch: ImageDispatch, job: ImageJob, deadline: float) -> None:
+    def __init__(self, dispatch: ImageDispatch, job: ImageJob, deadline: float, record: JobRecord) -> None:
         self._dispatch = dispatch
         self.job = job
         self.work = job.work()
         self._deadline = deadline
+        self._record = record
 
     def rank(self, snapshot: MeshSnapshot, pending: list[Sent], rng: Rng) -> list[Choice]:
         if time.monotonic() >= self._deadline:
             return []
-        return rank(snapshot.image_views, self.work, sent=pending, rng=rng)
+        ranked = rank(snapshot.image_views, self.work, sent=pending, rng=rng)
+        self._record.reason = reason_line(ranked, snapshot.image_views, self.work)
+        return ranked
 
     def sent(self, snapshot: MeshSnapshot, node_id: str, pending: list[Sent], now: float) -> Sent:
         view = next(v for v in snapshot.image_views if v.node_id == node_id)
         return sent_record(view, self.work, sent=pending, now=now)
 
-    async def here(self, attempts: Attempts) -> ImageResult:
-        return await self._dispatch.run_local(self.job, entry_node=self._dispatch.me, movable=attempts.movable,
+    async def here(self, attempts: Attempts, snapshot: MeshSnapshot) -> ImageResult:
+        self._moved_to(self._dispatch.me, attempts)
+        return await self._dispatch.run_local(self.job, snapshot, entry_node=self._dispatch.me,
+                                              movable=attempts.movable, visited=frozenset(attempts.left),
                                               attempts=attempts.attempts)  # fmt: skip
 
     async def there(self, node_id: str, attempts: Attempts, release: Callable[[], None]) -> ImageResult:
+        self._moved_to(node_id, attempts)
         try:
             return await self._dispatch.forward(node_id, self.job, redirectable=attempts.movable,
-                                                attempts=attempts.attempts, deadline=self._deadline)  # fmt: skip
+                                                visited=frozenset(attempts.left), attempts=attempts.attempts,
+                                                deadline=self._deadline)  # fmt: skip
         finally:
             release()
 
+    def _moved_to(self, node: str, attempts: Attempts) -> None:
+        self._record.node, self._record.moves = node, attempts.moves
+
     def give_up(self, attempts: Attempts, snapshot: MeshSnapshot) -> RequestError:
-        if not attempts.failures and not any(v.accepting for v in snapshot.image_views):
+        views = snapshot.image_views
+        if not attempts.failures and not any(v.accepting for v in views):
             return switched_off("image generation", "image_generation")
+        able = [v for v in views if can_serve(v, self.work.model) and v.node_id not in attempts.excluded]
+        if not attempts.failures and able and not any(fits(v, self.work) for v in able):
+            return no_room_error(self.work, able)
         return attempts.give_up(what="image generation", model=self.job.model, setting="image_generation")
+
+
+def reason_line(ranked: list[Choice], views: list[PeerView], work: Work) -> str:
+    """Why the first choice: its time, the others' times, and why the rest cannot run it."""
+    if not ranked:
+        return ""
+    parts = [ranked[0].reason] + [f"{c.node_id} {c.completion_s:.1f}s" for c in ranked[1:4]]
+    chosen = {c.node_id for c in ranked}
+    parts += [f"{v.node_id} {why}" for v in views if v.node_id not in chosen and (why := why_not(v, work))]
+    return "; ".join(parts)
 
 
 def _to_json(job: ImageJob) -> dict[str, Any]:

@@ -295,7 +295,7 @@ class _Entry:
         target = next(f for f in snapshot.model_facts(self.call.kind) if f.node_id == node_id)
         return model_scoring.sent_for(target, self.work, self.call.costs, sent=pending, now=now)
 
-    async def here(self, attempts: Attempts) -> Opened:
+    async def here(self, attempts: Attempts, snapshot: MeshSnapshot) -> Opened:
         return await self._dispatch.open_here(self.call, self.job_id)
 
     async def there(self, node_id: str, attempts: Attempts, release: Callable[[], None]) -> Opened:

@@ -18,6 +18,7 @@ class ImageOutput:
     png: bytes
     generation_ms: int  # wall time of the generation itself, load excluded
     load_ms: int = 0  # time spent loading the model first (0 when it was resident)
+    peak_gb: float | None = None  # the most memory the run took, when the engine can tell
 
 
 class ImageEngine(Protocol):

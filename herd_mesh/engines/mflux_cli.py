@@ -32,6 +32,8 @@ KILL_GRACE_S = 3.0
 STDERR_TAIL_LINES = 12
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PROGRESS_RE = re.compile(r"(\d+)/(\d+)")
+_STEP_BAR_RE = re.compile(r"^\d{1,3}%$")
+_PEAK_RE = re.compile(r"Peak MLX memory:\s*([0-9.]+)\s*GB")
 
 
 def search_path(env_path: str | None = None) -> str:
@@ -128,8 +130,9 @@ class MfluxCliEngine:
             raise EngineError(f"cannot start {argv[0]}: {exc}") from exc
         logger.debug("started %s (pid %d) for job %s", Path(executable).name, proc.pid, job.job_id)
         pid_file = self._record_pid(proc.pid)
+        stdout = _Stdout()
         try:
-            readers = asyncio.gather(self._read_stderr(proc, tail, progress), self._drain(proc.stdout))
+            readers = asyncio.gather(self._read_stderr(proc, tail, progress), stdout.read(proc.stdout, tail))
             try:
                 await asyncio.wait_for(asyncio.shield(readers), self.timeout_s)
                 returncode = await asyncio.wait_for(proc.wait(), KILL_GRACE_S)
@@ -151,7 +154,9 @@ class MfluxCliEngine:
             png = image.read_bytes()
             if not png.startswith(PNG_SIGNATURE):
                 raise EngineError(f"mflux wrote {image.name}, but it is not a PNG")
-            return ImageOutput(png=png, generation_ms=int((time.monotonic() - started) * 1000))
+            return ImageOutput(
+                png=png, generation_ms=int((time.monotonic() - started) * 1000), peak_gb=stdout.peak_gb
+            )
         finally:
             if proc.returncode is None:
                 await _kill_group(proc)
@@ -184,12 +189,6 @@ class MfluxCliEngine:
                 _note(line, tail, progress)
         _note(buffer, tail, progress)
 
-    @staticmethod
-    async def _drain(stream: asyncio.StreamReader | None) -> None:
-        if stream is not None:
-            while await stream.read(4096):
-                pass
-
     async def aclose(self) -> None:
         return None
 
@@ -215,11 +214,31 @@ def reap_orphans(pid_dir: Path) -> int:
     return killed
 
 
+class _Stdout:
+    """mflux's stdout: download notices, interruptions, and `Peak MLX memory: X GB` at the end."""
+
+    def __init__(self) -> None:
+        self.peak_gb: float | None = None
+
+    async def read(self, stream: asyncio.StreamReader | None, tail: collections.deque[str]) -> None:
+        if stream is None:
+            return
+        while line := await stream.readline():
+            text = line.decode("utf-8", "replace").strip()
+            if match := _PEAK_RE.search(text):
+                self.peak_gb = float(match.group(1))
+            elif text and not text.startswith("Peak"):
+                tail.append(text)  # "Downloading model from HuggingFace: ...", "Stopping image generation ..."
+
+
 def _note(line: str, tail: collections.deque[str], progress: Progress | None) -> None:
+    """One line of stderr: mflux's own step bar (`  50%|####| 2/4 [...]`, no description) is progress; a
+    download bar (`Fetching 12 files: 50%|...`) is not."""
     line = line.strip()
     if not line:
         return
-    if progress is not None and "|" in line and (match := _PROGRESS_RE.search(line.split("|", 2)[-1])):
+    head, bar, rest = line.partition("|")
+    if progress is not None and bar and _STEP_BAR_RE.match(head.strip()) and (match := _PROGRESS_RE.search(rest)):
         progress(int(match.group(1)), int(match.group(2)))
     if not tail or tail[-1] != line:
         tail.append(line)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import platform
 import subprocess
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,20 @@ def sample() -> SystemMetrics:
         memory_pressure=memory_pressure(),
         cpu_percent=psutil.cpu_percent(interval=None),
     )
+
+
+class Machine:
+    """This machine's readings, or a simulated Mac's: with `simulated_gb` (a fleet of peers on one computer), the
+    memory is that much, of which what this peer's engines hold (`held_gb`) is in use."""
+
+    def __init__(self, *, simulated_gb: float | None = None, held_gb: Callable[[], float] = lambda: 0.0) -> None:
+        self._simulated_gb = simulated_gb
+        self._held_gb = held_gb
+
+    def sample(self) -> SystemMetrics:
+        reading = sample()
+        if self._simulated_gb is None:
+            return reading
+        available = max(0.0, self._simulated_gb - self._held_gb())
+        return replace(reading, memory_total_gb=self._simulated_gb, memory_available_gb=round(available, 1),
+                       memory_pressure="normal")  # fmt: skip

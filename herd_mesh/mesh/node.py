@@ -45,6 +45,7 @@ class Node:
         changes: Changes,
         tasks: Tasks,
         discovery: Discovery | None,
+        machine: metrics.Machine,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         on_leave: Callable[[], None] = lambda: None,
     ) -> None:
@@ -58,6 +59,7 @@ class Node:
         self._changes = changes
         self._tasks = tasks
         self._discovery = discovery
+        self._machine = machine
         self._background = tuple(background)  # loops services run while the peer is up
         self._on_leave = on_leave  # tells everyone who acts on the mesh to stop
         self._announced: txt.Summary | None = None
@@ -88,7 +90,7 @@ class Node:
     async def start(self) -> None:
         for service in self.state.services:
             await service.start()
-        self.state.set_metrics(metrics.sample())
+        self.state.set_metrics(self._machine.sample())
         self.state.rebuild()
         self._tasks.spawn(self._maintain_state())
         self._liveness_task = self._tasks.spawn(self._liveness.run())
@@ -108,7 +110,7 @@ class Node:
     async def _maintain_state(self) -> None:
         while True:
             if not await self._changes.wait(METRICS_INTERVAL_S):
-                self.state.set_metrics(await asyncio.to_thread(metrics.sample))
+                self.state.set_metrics(await asyncio.to_thread(self._machine.sample))
             try:
                 self.state.rebuild()
                 await self._announce_if_meaningful()

@@ -28,6 +28,8 @@ class QueuedJob:
     enqueued_at: float = field(default_factory=time.time)
     started_at: float | None = None
     progress: tuple[int, int] | None = None  # (step done, steps), as the engine reports it
+    movable: bool = True  # an idle peer may take it while it waits
+    visited: frozenset[str] = frozenset()  # peers it left: it never goes back to one
     key: str = ""  # the queue's own key: the job id, made unique if a client sends the same id twice
 
     def __post_init__(self) -> None:

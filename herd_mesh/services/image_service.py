@@ -15,11 +15,12 @@ from typing import Any
 
 from ..core import catalogue
 from ..core.image_request import ImageJob
+from ..core.memory import need_gb, shortfall
 from ..core.ranking import load_seconds, run_seconds
 from ..core.speed import SpeedBook
 from ..core.stealing import steal_pick
 from ..core.views import TRANSFER_BASE_S, image_view
-from ..core.work import Handover, PeerView
+from ..core.work import Handover, PeerView, Work
 from ..engines import hfcache
 from ..engines.base import ImageEngine, ImageOutput
 from ..errors import PeerRefused, Reason
@@ -45,6 +46,8 @@ class ImageService:
         speed: SpeedBook,
         speed_file: SpeedFile | None,
         on_change: Callable[[], None],
+        other_work: Callable[[], int] = lambda: 0,
+        max_memory_gb: float | None = None,
         slots: int = 1,
         hf_cache_dir: Path | None = None,
     ) -> None:
@@ -55,25 +58,37 @@ class ImageService:
         self._speed_file = speed_file
         self.hf_cache_dir = hf_cache_dir or hfcache.hub_cache_dir()
         self._on_change = on_change
+        self._other_work = other_work  # requests of other kinds running on this machine now (LLM, STT)
+        self.max_memory_gb = max_memory_gb
         self.queue = GpuQueue(slots=slots, on_change=on_change)
-        self._cached: set[str] = set()
-        self._cached_at = -CACHE_RESCAN_S
-        self.pinned: set[str] = set()  # queued jobs that already moved once and must stay
+        self._weights: dict[str, bool | None] = {}  # model -> on disk (True), missing (False), unknown (None)
+        self._scanned_at = -CACHE_RESCAN_S
 
     # -- what we have -----------------------------------------------------------------------------------------
     def installed(self) -> set[str]:
         return self.engine.installed_models()
 
-    def cached(self) -> set[str]:
+    def weights(self) -> dict[str, bool | None]:
+        """Per model: weights on disk (True), missing (False) or unknown (None). Evidence first: a model that
+        generated here is on disk; else mflux's own rule on the Hugging Face cache (rescanned every 30 s)."""
         now = time.monotonic()
-        if now - self._cached_at >= CACHE_RESCAN_S:
-            self._cached = {
-                name
-                for name, model in catalogue.MODELS.items()
-                if hfcache.weights_cached(model.hf_repo, self.hf_cache_dir)
-            }
-            self._cached_at = now
-        return self._cached
+        if now - self._scanned_at >= CACHE_RESCAN_S:
+            pins = hfcache.installed_pins() or catalogue.PINS
+            self._weights = {name: hfcache.weights_cached(model, self.hf_cache_dir, pins)
+                             for name, model in catalogue.MODELS.items()}  # fmt: skip
+            self._scanned_at = now
+        return {**self._weights, **{model: True for model, runs in self.speed.runs.items() if runs > 0}}
+
+    def cached(self) -> set[str]:
+        return {model for model, on_disk in self.weights().items() if on_disk}
+
+    def held_gb(self) -> float:
+        """Memory herd-mesh's image engine holds now: a running job's, else the resident model's."""
+        running = list(self.queue.running.values())
+        if running:
+            return sum(need_gb(job.work) for job in running)
+        loaded = self.engine.loaded_models()
+        return sum(need_gb(Work.image(model, 0, 0, 0)) for model in loaded)
 
     @property
     def enabled(self) -> bool:
@@ -85,16 +100,21 @@ class ImageService:
 
     def state(self) -> dict[str, Any]:
         """The structural part only (no clocks ticking), so the state version moves when something happens."""
-        installed, cached, loaded = self.installed(), self.cached(), self.engine.loaded_models()
+        installed, weights, loaded = self.installed(), self.weights(), self.engine.loaded_models()
         names = sorted(installed | loaded)
         now = time.time()
         return {
             "enabled": self.enabled,
             "engine": self.engine.name,
             "models": {
-                name: {"installed": name in installed, "cached": name in cached, "loaded": name in loaded}
+                name: {
+                    "installed": name in installed,
+                    "cached": weights.get(name) is True,
+                    "loaded": name in loaded,
+                    "weights": WEIGHTS.get(weights.get(name), "unknown"),
+                }
                 for name in names
-            },
+            },  # fmt: skip
             "queue": {
                 "slots": self.queue.slots,
                 "running": [_job_doc(j, now) for j in self.queue.running.values()],
@@ -105,6 +125,12 @@ class ImageService:
                 "prior_ms_per_mp_step": {m: round(self.speed.prior_ms_per_mp_step(m), 1) for m in names},
                 "load_s": self._load_seconds(names),
                 "factor": self.speed.factor,
+                "slowdown": round(self.speed.slowdown_per_job(), 3),
+            },
+            "memory": {
+                "held_gb": round(self.held_gb(), 2),
+                "cap_gb": self.max_memory_gb,
+                "peak": {key: list(value) for key, value in sorted(self.speed.peak_gb.items())},
             },
         }
 
@@ -122,35 +148,46 @@ class ImageService:
             "queue": self.queue.depth,
         }
 
-    def view(self) -> PeerView:
-        """This peer as the scheduler sees it: always fresh, never stale."""
-        return image_view(self.node_id, "up", {"image": self.state()}, is_self=True, now=time.time())
+    def view(self, system: dict[str, Any] | None = None) -> PeerView:
+        """This peer as the scheduler sees it: always fresh, never stale (`system`: this machine's metrics)."""
+        doc = {"image": self.state(), "system": system or {}, "llm": {"active": [{}] * self._other_work()}}
+        return image_view(self.node_id, "up", doc, is_self=True, now=time.time())
 
     # -- doing the work ---------------------------------------------------------------------------------------
-    async def run(self, job: ImageJob, *, entry_node: str, movable: bool = True) -> tuple[ImageOutput, int]:
+    async def run(
+        self,
+        job: ImageJob,
+        *,
+        entry_node: str,
+        movable: bool = True,
+        visited: frozenset[str] = frozenset(),
+        system: dict[str, Any] | None = None,
+    ) -> tuple[ImageOutput, int]:
         """Queue, then generate. Returns the output and the milliseconds spent waiting in the queue.
 
         While it waits, an idle peer may steal a `movable` job (`give_away`): then `JobMoved` is raised here
-        and the caller sends the job on. A job that moved once is not movable, so it cannot bounce.
+        and the caller sends the job on, but never to a peer in `visited` (the ones it left), so it cannot
+        bounce. `system` is this machine's metrics, for the memory check.
         """
         waiting = len(self.queue.waiting)
         if waiting >= MAX_WAITING_JOBS:
             raise PeerRefused.of(self.node_id, 503, f"{self.node_id}'s queue is full ({waiting} jobs waiting)",
                                  Reason.OVERLOADED)  # fmt: skip
         work = job.work()
-        me = self.view()
-        estimate = run_seconds(me, work) + (0.0 if job.model in me.loaded else load_seconds(me, job.model))
-        queued = QueuedJob(work, entry_node, estimate)
-        if not movable:
-            self.pinned.add(job.job_id)
-        try:
-            async with self.queue.slot(queued) as waited_s:
-                output = await self.engine.generate(job, lambda i, n: self.queue.progressed(queued, i, n))
-        finally:
-            self.pinned.discard(job.job_id)
-        self.speed.record_run(job.model, work.units, output.generation_ms)
+        me = self.view(system)
+        if (no_room := shortfall(me, work)) is not None:
+            raise PeerRefused.of(self.node_id, 507, f"{self.node_id} has {no_room}", Reason.NO_ROOM)
+        estimate = run_seconds(me, work) + load_seconds(me, job.model)
+        queued = QueuedJob(work, entry_node, estimate, movable=movable, visited=visited)
+        others = self._other_work()
+        async with self.queue.slot(queued) as waited_s:
+            output = await self.engine.generate(job, lambda i, n: self.queue.progressed(queued, i, n))
+            others = max(others, self._other_work())
+        self.speed.record_run(job.model, work.units, output.generation_ms, others=others)
         if output.load_ms:
             self.speed.record_load(job.model, output.load_ms / 1000)
+        if output.peak_gb:
+            self.speed.record_peak(job.model, job.quantize, output.peak_gb, job.width * job.height / 1e6)
         if self._speed_file is not None:
             self._speed_file.save(self.speed)
         self._on_change()
@@ -169,17 +206,21 @@ class ImageService:
         running_left = sum(
             max(0.0, j.estimate_s - (now - (j.started_at or now))) for j in self.queue.running.values()
         ) / max(1, self.queue.slots)
-        handover = steal_pick(here, queue, thief, running_left_s=running_left, pinned=frozenset(self.pinned))
+        pinned = frozenset(j.job_id for j in waiting if not j.movable or thief_id in j.visited)
+        handover = steal_pick(here, queue, thief, running_left_s=running_left, pinned=pinned)
         if handover is None or not self.queue.withdraw(handover.job_id, to=thief_id):
             return None
         logger.info("job %s handed to idle %s: %s", handover.job_id, thief_id, handover.reason)
         return handover
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.cached)
+        await asyncio.to_thread(self.weights)
 
     async def aclose(self) -> None:
         await self.engine.aclose()
+
+
+WEIGHTS = {True: "cached", False: "missing", None: "unknown"}
 
 
 def _job_doc(job: QueuedJob, now: float) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..core.units import GIB
 from ..engines.ollama_client import OllamaClient
 from ..errors import BackendUnavailable
 from ..storage.settings_store import SettingsStore
@@ -57,6 +58,11 @@ class OllamaService:
     def loaded(self) -> list[str]:
         return sorted({str(m.get("name") or m.get("model")) for m in self.ps if m.get("name") or m.get("model")})
 
+    def vram_gb(self) -> float:
+        """Memory Ollama's loaded models hold (`/api/ps` size_vram), which image jobs cannot have."""
+        sizes = (m.get("size_vram", m.get("size")) for m in self.ps)
+        return sum(float(s) for s in sizes if isinstance(s, int | float) and not isinstance(s, bool)) / GIB
+
     def state(self) -> dict[str, Any]:
         sizes = {str(m.get("name") or m.get("model")): int(m.get("size") or 0) for m in self.tags}
         return {
@@ -66,6 +72,7 @@ class OllamaService:
             "loaded": self.loaded(),
             "sizes": {k: v for k, v in sizes.items() if v > 0},
             "active": self.active.listing(),
+            "vram_gb": round(self.vram_gb(), 2),
         }
 
     def summary(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ..core.peer_table import PeerTable
 from ..core.protocol import Identity
 from ..dispatch.dispatcher import Dispatcher
 from ..dispatch.images import ImageDispatch
+from ..dispatch.jobs import Jobs
 from ..dispatch.models import ModelDispatch
 from ..dispatch.recorder import Recorder
 from ..dispatch.stealing import Thief
@@ -70,6 +71,7 @@ from .routes.audio import AudioRoutes
 from .routes.calls import CallServer
 from .routes.dashboard import DashboardRoutes
 from .routes.images import ImageRoutes
+from .routes.jobs import JobRoutes
 from .routes.mesh import MeshRoutes
 from .routes.models import ModelRoutes
 
@@ -116,14 +118,6 @@ def build(
     changes = Changes()
     engine = image_engine or choose_image_engine(config, float(settings.get("image_keep_alive_s")), changes)
     logger.info("image engine: %s", engine.name)
-    images = ImageService(
-        node_id=config.node_id,
-        engine=engine,
-        settings=settings,
-        speed=speed_file.load(metrics.chip_name(), metrics.gpu_cores()),
-        speed_file=speed_file,
-        on_change=changes.notify,
-    )
     ollama = OllamaService(
         node_id=config.node_id, client=OllamaClient(config.ollama_url), settings=settings, on_change=changes.notify
     )
@@ -134,6 +128,17 @@ def build(
         settings=settings,
         on_change=changes.notify,
     )
+    images = ImageService(
+        node_id=config.node_id,
+        engine=engine,
+        settings=settings,
+        speed=speed_file.load(metrics.chip_name(), metrics.gpu_cores()),
+        speed_file=speed_file,
+        on_change=changes.notify,
+        other_work=lambda: len(ollama.active.listing()) + len(stt.active.listing()),
+        max_memory_gb=config.max_memory_gb,
+    )
+    machine = metrics.Machine(simulated_gb=_simulated_memory(), held_gb=lambda: images.held_gb() + ollama.vram_gb())
     retention = Retention(records, settings)
 
     # the mesh
@@ -141,7 +146,7 @@ def build(
     table = PeerTable(config.node_id, config.peers)
     bind = None if config.host in ("0.0.0.0", "::", "") else config.host
     clients = PeerClients(identity, table, (lambda: transport) if transport else network_transports(bind))
-    state = StateDocument(identity, (images, ollama, stt), metrics.sample())
+    state = StateDocument(identity, (images, ollama, stt), machine.sample())
     settings_sync = SettingsSync(
         node_id=config.node_id,
         settings=settings,
@@ -181,7 +186,10 @@ def build(
     # dispatch
     dispatcher = Dispatcher(view=view, table=table, ledger=Ledger(), rng=rng)
     recorder = Recorder(node_id=config.node_id, records=records, settings=settings)
-    image_dispatch = ImageDispatch(dispatcher=dispatcher, service=images, clients=clients, recorder=recorder, rng=rng)
+    jobs = Jobs()
+    image_dispatch = ImageDispatch(
+        dispatcher=dispatcher, service=images, clients=clients, recorder=recorder, jobs=jobs, rng=rng
+    )
     model_dispatch = ModelDispatch(dispatcher=dispatcher, clients=clients, llm=ollama, stt=stt)
     thief = Thief(service=images, view=view, table=table, clients=clients, rng=rng, leaving=leaving.get)
 
@@ -196,6 +204,7 @@ def build(
         changes=changes,
         tasks=tasks,
         discovery=discovery,
+        machine=machine,
         background=(retention.run, thief.run),
         on_leave=leaving.set,
     )
@@ -209,6 +218,7 @@ def build(
             node=node, settings=settings, settings_sync=settings_sync, mesh_records=mesh_records
         ).routes(),
         *ImageRoutes(images=image_dispatch, membership=membership, view=view).routes(),
+        *JobRoutes(jobs=jobs, view=view, clients=clients).routes(),
         *ModelRoutes(server=calls).routes(),
         *AudioRoutes(server=calls).routes(),
     ]
@@ -241,6 +251,17 @@ def build(
         },
     )
     return Peer(app, node, membership.is_peer_address)
+
+
+def _simulated_memory() -> float | None:
+    """`HERD_SIMULATE_MEMORY_GB`: act as a Mac with this much memory (a fleet of peers on one computer, in tests
+    and demos); what this peer's engines hold counts as used."""
+    value = os.environ.get("HERD_SIMULATE_MEMORY_GB")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        logger.warning("ignoring HERD_SIMULATE_MEMORY_GB=%r: not a number", value)
+        return None
 
 
 class _Flag:

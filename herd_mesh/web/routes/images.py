@@ -15,8 +15,10 @@ from starlette.routing import BaseRoute, Route
 
 from ...core import catalogue
 from ...core.image_request import header_tags, parse_image_request, parse_openai_request
+from ...core.names import valid_node_id
 from ...core.protocol import H_FORWARDED, H_JOB, H_REDIRECTABLE
-from ...dispatch.images import ImageDispatch, ImageResult, new_job_id
+from ...dispatch.images import H_VISITED, ImageDispatch, ImageResult, new_job_id
+from ...dispatch.jobs import request_id
 from ...errors import ClientGone, RequestError
 from ...mesh.membership import Membership
 from ...mesh.snapshot import MeshView
@@ -47,13 +49,15 @@ class ImageRoutes:
                 self._membership.heard_from(request.headers, client_host(request))
                 work = self._images.serve_forwarded(
                     req,
-                    job_id=request.headers.get(H_JOB, "") or new_job_id(),
+                    job_id=request_id(request.headers.get(H_JOB), new_job_id()),
                     entry_node=sender,
                     redirectable=request.headers.get(H_REDIRECTABLE) == "1",
+                    visited=frozenset(filter(valid_node_id, request.headers.get(H_VISITED, "").split(","))),
                 )
             else:
                 tags = req.tags + header_tags(request.headers.get("X-Herd-Tags"))
-                work = self._images.generate(req, tags=tags)
+                job_id = request_id(request.headers.get("X-Request-Id"), new_job_id())
+                work = self._images.generate(req, tags=tags, job_id=job_id)
             result = await until_disconnect(request, work)
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
