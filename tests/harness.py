@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from herd_mesh.core.catalogue import MODELS, PINS
 from tests.standins.install import install_mflux_standin
 
 T = TypeVar("T")
@@ -149,17 +150,24 @@ class Peer:
 class Mesh:
     """A set of peers sharing a mesh name unique to this run, with the mflux stand-in on their PATH."""
 
-    def __init__(self, base_dir: Path, name: str | None = None) -> None:
+    def __init__(self, base_dir: Path, name: str | None = None, *, weights: str = "complete") -> None:
+        """`weights`: "complete" (downloaded, as mflux wants), "none" (no cache folder at all)."""
         self.base_dir = base_dir
         self.name = name or f"test-{uuid.uuid4().hex[:8]}"
         self.peers: dict[str, Peer] = {}
         self.bin_dir = install_mflux_standin(base_dir / "bin")
         self.standin_log = base_dir / "standin.log"
         self.hf_home = base_dir / "hf"
-        for repo in ("Tongyi-MAI/Z-Image-Turbo", "black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-dev"):
-            snapshot = self.hf_home / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / "0000"
-            snapshot.mkdir(parents=True, exist_ok=True)
-            (snapshot / "model_index.json").write_text("{}")
+        if weights == "complete":  # what mflux leaves after a whole download: the pinned snapshot, every folder
+            for model_name in ("z-image-turbo", "flux-schnell", "flux-dev"):
+                model = MODELS[model_name]
+                for repo in model.repos:
+                    snapshot = self.hf_home / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / PINS[repo]
+                    for subdir in model.subdirs:
+                        (snapshot / subdir).mkdir(parents=True, exist_ok=True)
+                        (snapshot / subdir / "model.safetensors").write_bytes(b"weights")
+        elif weights == "none":  # no Hugging Face cache folder at all: nothing to tell from
+            self.hf_home = base_dir / "no-hf-cache-here"
 
     def env(
         self, data_dir: Path, *, mflux: bool, ms_per_mp_step: float, extra: dict[str, str] | None
@@ -241,8 +249,17 @@ OLLAMA_STANDIN = Path(__file__).parent / "standins" / "ollama_standin.py"
 class OllamaStandin:
     """An Ollama stand-in process on a free port of 127.0.0.1."""
 
-    def __init__(self, name: str, models: str, loaded: str = "", *, chunk_delay: float = 0.02,
-                 fail_status: int | None = None, machine: Peer | None = None, args: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        models: str,
+        loaded: str = "",
+        *,
+        chunk_delay: float = 0.02,
+        fail_status: int | None = None,
+        machine: Peer | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         """`machine`: the peer whose Mac this Ollama runs on (they share its GPU: the contention file)."""
         argv = [sys.executable, str(OLLAMA_STANDIN), "--host", "127.0.0.1", "--port", "0", "--node", name,
                 "--models", models, "--loaded", loaded, "--chunk-delay", str(chunk_delay), *args]  # fmt: skip

@@ -19,7 +19,7 @@ import httpx
 from starlette.types import ASGIApp
 
 from herd_mesh.config import Config
-from herd_mesh.engines.base import ImageJob, ImageOutput, Progress
+from herd_mesh.engines.base import Download, ImageJob, ImageOutput, Progress
 from herd_mesh.errors import EngineError
 from herd_mesh.web.app import Peer, build
 
@@ -54,7 +54,9 @@ class FakeEngine:
     def release(self) -> None:
         self._released.set()
 
-    async def generate(self, job: ImageJob, progress: Progress | None = None) -> ImageOutput:
+    async def generate(
+        self, job: ImageJob, progress: Progress | None = None, downloading: Download | None = None
+    ) -> ImageOutput:
         self.jobs.append(job)
         if self.hold:
             await self._released.wait()

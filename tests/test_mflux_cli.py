@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import struct
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from herd_mesh.core.catalogue import MODELS
 from herd_mesh.engines.base import ImageJob
@@ -73,17 +75,12 @@ def png_size(png: bytes) -> tuple[int, int]:
     return width, height
 
 
-def png_text(png: bytes) -> dict[str, str]:
-    """The PNG's uncompressed iTXt chunks (the stand-in writes mflux's metadata there)."""
-    text, pos = {}, 8
-    while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos : pos + 4])
-        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
-        if kind == b"iTXt":
-            key, _, rest = data.partition(b"\x00")
-            text[key.decode("latin-1")] = rest[4:].decode()  # flags, method, empty language and keyword
-        pos += 12 + length
-    return text
+def png_metadata(png: bytes) -> dict[str, Any]:
+    """mflux's record: the JSON after `ASCII\\0\\0\\0` in the EXIF UserComment (tag 0x9286 of the Exif IFD)."""
+    with Image.open(io.BytesIO(png)) as im:
+        raw = im.getexif().get_ifd(0x8769)[0x9286]
+    assert raw[:8] == b"ASCII\x00\x00\x00"
+    return dict(json.loads(raw[8:]))
 
 
 async def started_pid(log: Path, timeout_s: float = 10.0) -> int:
@@ -161,7 +158,7 @@ async def test_prompts_that_look_like_options_reach_mflux_as_text(engine: MfluxC
     assert start["steps"] == 2  # "--steps 99" stayed inside the prompt
     assert "--prompt=-a cat --steps 99" in start["argv"]
     assert "--negative-prompt=--help" in start["argv"]
-    metadata = json.loads(png_text(out.png)["mflux"])
+    metadata = png_metadata(out.png)
     assert (metadata["prompt"], metadata["negative_prompt"]) == ("-a cat --steps 99", "--help")
 
 
@@ -241,3 +238,19 @@ async def test_a_model_that_is_not_installed(tmp_path: Path, log: Path) -> None:
         await MfluxCliEngine(path=str(empty)).generate(job())
     with pytest.raises(EngineError, match="not installed"):
         await MfluxCliEngine(path=str(tmp_path)).generate(job("no-such-model"))
+
+
+def test_step_bars_are_progress_and_download_bars_are_downloads() -> None:
+    import collections
+
+    from herd_mesh.engines import mflux_cli
+
+    steps: list[tuple[int, int]] = []
+    files: list[tuple[int, int]] = []
+    tail: collections.deque[str] = collections.deque(maxlen=12)
+    for line in ("Fetching 12 files:  50%|#####     | 6/12 [00:03<00:03,  2.0it/s]",
+                 "  0%|          | 0/4 [00:00<?, ?it/s]", " 75%|#######5  | 3/4 [00:09<00:03,  3.1s/it]",
+                 "INFO: Image saved successfully at: image.png"):  # fmt: skip
+        mflux_cli._note(line, tail, lambda i, n: steps.append((i, n)), lambda i, n: files.append((i, n)))
+    assert steps == [(0, 4), (3, 4)] and files == [(6, 12)]
+    assert mflux_cli._join(tail).endswith("INFO: Image saved successfully at: image.png")

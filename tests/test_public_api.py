@@ -8,15 +8,31 @@ import herd_mesh
 def test_the_public_names_are_exactly_these() -> None:
     assert herd_mesh.__all__ == sorted(herd_mesh.__all__)
     assert herd_mesh.__all__ == [
+        "AsyncChatStream",
+        "AsyncClient",
+        "Attempt",
+        "ChatResult",
+        "ChatStream",
+        "Client",
         "ClientGone",
         "Config",
         "ConfigError",
+        "Embeddings",
         "EngineError",
         "HerdError",
+        "ImageResult",
+        "Job",
+        "JobNotFound",
+        "ModelInfo",
+        "NoPeerFound",
         "PeerError",
+        "PeerInfo",
         "PeerRefused",
         "PeerUnreachable",
         "RequestError",
+        "RequestFailed",
+        "Segment",
+        "Transcript",
         "__version__",
     ]
     for name in herd_mesh.__all__:

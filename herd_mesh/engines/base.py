@@ -8,9 +8,10 @@ from typing import Protocol
 
 from ..core.image_request import ImageJob
 
-__all__ = ["ImageEngine", "ImageJob", "ImageOutput", "Progress"]
+__all__ = ["Download", "ImageEngine", "ImageJob", "ImageOutput", "Progress"]
 
 Progress = Callable[[int, int], None]  # (step done, steps in all), called as the engine reports them
+Download = Callable[[int, int], None]  # (files done, files in all; 0, 0 when not told), while weights download
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class ImageEngine(Protocol):
 
     def set_keep_alive(self, seconds: float) -> None: ...  # how long an idle model may stay loaded
 
-    async def generate(self, job: ImageJob, progress: Progress | None = None) -> ImageOutput: ...
+    async def generate(
+        self, job: ImageJob, progress: Progress | None = None, downloading: Download | None = None
+    ) -> ImageOutput: ...
 
     async def aclose(self) -> None: ...

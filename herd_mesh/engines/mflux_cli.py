@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..core.catalogue import INSTALL_COMMAND, MODELS, ImageModel
 from ..errors import EngineError
-from .base import ImageJob, ImageOutput, Progress
+from .base import Download, ImageJob, ImageOutput, Progress
 from .messages import tidy
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,9 @@ class MfluxCliEngine:
     def set_keep_alive(self, seconds: float) -> None:
         """Nothing stays loaded between images here, so there is nothing to keep alive."""
 
-    async def generate(self, job: ImageJob, progress: Progress | None = None) -> ImageOutput:
+    async def generate(
+        self, job: ImageJob, progress: Progress | None = None, downloading: Download | None = None
+    ) -> ImageOutput:
         model = MODELS.get(job.model)
         executable = self._scan().get(job.model)
         if model is None or executable is None:
@@ -130,9 +132,11 @@ class MfluxCliEngine:
             raise EngineError(f"cannot start {argv[0]}: {exc}") from exc
         logger.debug("started %s (pid %d) for job %s", Path(executable).name, proc.pid, job.job_id)
         pid_file = self._record_pid(proc.pid)
-        stdout = _Stdout()
+        stdout = _Stdout(downloading)
         try:
-            readers = asyncio.gather(self._read_stderr(proc, tail, progress), stdout.read(proc.stdout, tail))
+            readers = asyncio.gather(
+                self._read_stderr(proc, tail, progress, downloading), stdout.read(proc.stdout, tail)
+            )
             try:
                 await asyncio.wait_for(asyncio.shield(readers), self.timeout_s)
                 returncode = await asyncio.wait_for(proc.wait(), KILL_GRACE_S)
@@ -177,7 +181,11 @@ class MfluxCliEngine:
             return None
 
     async def _read_stderr(
-        self, proc: asyncio.subprocess.Process, tail: collections.deque[str], progress: Progress | None
+        self,
+        proc: asyncio.subprocess.Process,
+        tail: collections.deque[str],
+        progress: Progress | None,
+        downloading: Download | None,
     ) -> None:
         """tqdm redraws with carriage returns: split on both, keep the last lines and report the step count."""
         assert proc.stderr is not None
@@ -186,8 +194,8 @@ class MfluxCliEngine:
             buffer += chunk.decode("utf-8", "replace")
             *lines, buffer = re.split(r"[\r\n]", buffer)
             for line in lines:
-                _note(line, tail, progress)
-        _note(buffer, tail, progress)
+                _note(line, tail, progress, downloading)
+        _note(buffer, tail, progress, downloading)
 
     async def aclose(self) -> None:
         return None
@@ -217,8 +225,9 @@ def reap_orphans(pid_dir: Path) -> int:
 class _Stdout:
     """mflux's stdout: download notices, interruptions, and `Peak MLX memory: X GB` at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, downloading: Download | None) -> None:
         self.peak_gb: float | None = None
+        self._downloading = downloading
 
     async def read(self, stream: asyncio.StreamReader | None, tail: collections.deque[str]) -> None:
         if stream is None:
@@ -227,19 +236,25 @@ class _Stdout:
             text = line.decode("utf-8", "replace").strip()
             if match := _PEAK_RE.search(text):
                 self.peak_gb = float(match.group(1))
+            elif text.startswith("Downloading model from") and self._downloading is not None:
+                self._downloading(0, 0)
             elif text and not text.startswith("Peak"):
                 tail.append(text)  # "Downloading model from HuggingFace: ...", "Stopping image generation ..."
 
 
-def _note(line: str, tail: collections.deque[str], progress: Progress | None) -> None:
+def _note(line: str, tail: collections.deque[str], progress: Progress | None, downloading: Download | None) -> None:
     """One line of stderr: mflux's own step bar (`  50%|####| 2/4 [...]`, no description) is progress; a
-    download bar (`Fetching 12 files: 50%|...`) is not."""
+    download bar (`Fetching 12 files: 50%|...| 6/12`) is the weights arriving."""
     line = line.strip()
     if not line:
         return
     head, bar, rest = line.partition("|")
-    if progress is not None and bar and _STEP_BAR_RE.match(head.strip()) and (match := _PROGRESS_RE.search(rest)):
-        progress(int(match.group(1)), int(match.group(2)))
+    match = _PROGRESS_RE.search(rest) if bar else None
+    if match is not None and _STEP_BAR_RE.match(head.strip()):
+        if progress is not None:
+            progress(int(match.group(1)), int(match.group(2)))
+    elif match is not None and "fetching" in head.lower() and downloading is not None:
+        downloading(int(match.group(1)), int(match.group(2)))
     if not tail or tail[-1] != line:
         tail.append(line)
 

@@ -27,7 +27,7 @@ import anyio
 
 from ..core import catalogue
 from ..errors import ConfigError, EngineError
-from .base import ImageJob, ImageOutput, Progress
+from .base import Download, ImageJob, ImageOutput, Progress
 from .messages import tidy_text
 from .mflux_worker import worker_main
 
@@ -147,7 +147,9 @@ class ResidentMfluxEngine:
     def loaded_models(self) -> set[str]:
         return {self._loaded} if self._loaded is not None else set()
 
-    async def generate(self, job: ImageJob, progress: Progress | None = None) -> ImageOutput:
+    async def generate(
+        self, job: ImageJob, progress: Progress | None = None, downloading: Download | None = None
+    ) -> ImageOutput:
         if self._closed:
             raise EngineError("the resident mflux engine is closed")
         if job.model not in self._models:

@@ -115,4 +115,5 @@ class StateDocument:
             "leaving": leaving,
             "settings": settings_digest,  # a peer whose digest differs exchanges settings with us
             "known": known_digest,  # which peers we see up: a prober that has not seen this list asks for it
+            "now": time.time(),  # this peer's clock, for skew checks (`herd doctor`, health)
         }

@@ -62,6 +62,7 @@ class ImageService:
         self.max_memory_gb = max_memory_gb
         self.queue = GpuQueue(slots=slots, on_change=on_change)
         self._weights: dict[str, bool | None] = {}  # model -> on disk (True), missing (False), unknown (None)
+        self._downloading: dict[str, list[int]] = {}  # model -> [files done, files] while its weights download
         self._scanned_at = -CACHE_RESCAN_S
 
     # -- what we have -----------------------------------------------------------------------------------------
@@ -111,7 +112,8 @@ class ImageService:
                     "installed": name in installed,
                     "cached": weights.get(name) is True,
                     "loaded": name in loaded,
-                    "weights": WEIGHTS.get(weights.get(name), "unknown"),
+                    "weights": "downloading" if name in self._downloading else WEIGHTS[weights.get(name)],
+                    "download": self._downloading.get(name),
                 }
                 for name in names
             },  # fmt: skip
@@ -181,7 +183,14 @@ class ImageService:
         queued = QueuedJob(work, entry_node, estimate, movable=movable, visited=visited)
         others = self._other_work()
         async with self.queue.slot(queued) as waited_s:
-            output = await self.engine.generate(job, lambda i, n: self.queue.progressed(queued, i, n))
+            try:
+                output = await self.engine.generate(
+                    job,
+                    lambda i, n: self.queue.progressed(queued, i, n),
+                    lambda i, n: self._downloaded(job.model, i, n),
+                )
+            finally:
+                self._downloading.pop(job.model, None)
             others = max(others, self._other_work())
         self.speed.record_run(job.model, work.units, output.generation_ms, others=others)
         if output.load_ms:
@@ -192,6 +201,11 @@ class ImageService:
             self._speed_file.save(self.speed)
         self._on_change()
         return output, int(waited_s * 1000)
+
+    def _downloaded(self, model: str, done: int, files: int) -> None:
+        """mflux is fetching this model's weights: advertise it (with how far it got), so peers know."""
+        self._downloading[model] = [done, files]
+        self._on_change()
 
     def give_away(self, thief_id: str, thief_image_state: dict[str, Any]) -> Handover | None:
         """An idle peer asks for work: hand over the queued job that gains most by moving, if one clearly does."""

@@ -24,11 +24,13 @@ MFLUX_COMMANDS: tuple[str, ...] = (
     "mflux-generate-z-image",
     "mflux-generate-qwen",
     "mflux-generate-fibo",
+    "mflux-generate-flux2",
+    "mflux-generate-anima",
 )
 
 
 def install_mflux_standin(bin_dir: Path) -> Path:
-    """Create the five mflux command names in ``bin_dir`` (created if missing); return ``bin_dir``.
+    """Create the mflux command names (:data:`MFLUX_COMMANDS`) in ``bin_dir`` (created if missing); return it.
 
     Prepend the result to ``PATH`` (e.g. ``monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")``).
     """

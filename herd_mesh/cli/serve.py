@@ -1,4 +1,4 @@
-"""`herd` / `herd-node` / `python -m herd_mesh`: start one peer."""
+"""`herd`, `herd serve`, `herd-node`, `python -m herd_mesh`: start one peer (moved here from `herd_mesh/cli.py`)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import uvicorn
 
-from . import config as config_mod
-from ._version import __version__
-from .config import Config
-from .errors import ConfigError
+from .. import config as config_mod
+from .._version import __version__
+from ..config import Config
+from ..errors import ConfigError
 
 logger = logging.getLogger("herd_mesh")
 
@@ -25,16 +25,35 @@ EXIT_CONFIG = 2
 EXIT_PORT_IN_USE = 3
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS_EPILOG = """commands (`herd COMMAND --help` for each):
+  herd serve [options]          start a peer (the same as `herd [options]`)
+  herd generate "prompt" -o out.png   make images on the mesh, with progress
+  herd peers | status | models  the mesh at a glance
+  herd settings get|set         mesh-wide settings
+  herd stats [--hours N]        what the mesh did lately
+  herd doctor                   check this machine and explain what to fix
+  herd service install|uninstall|status   keep a peer running (launchd / systemd)
+  herd menubar                  a menu-bar (tray) launcher"""
+
+
+def build_parser(prog: str = "herd") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="herd",
+        prog=prog,
         description=(
             "Start a herd-mesh peer. Run it on every Mac: peers find each other over mDNS (Bonjour) and send "
             "each request to the best machine. Each option can also come from an environment variable or "
             "<data-dir>/config.toml (flag > environment > config.toml > default)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=COMMANDS_EPILOG,
     )
+    add_peer_options(p)
+    p.add_argument("--version", action="version", version=f"herd-mesh {__version__}")
+    return p
+
+
+def add_peer_options(p: argparse.ArgumentParser) -> None:
+    """The peer's options; `herd doctor` and `herd service install` take the same ones."""
     p.add_argument("--host", help="address to listen on [HERD_HOST; default 0.0.0.0]")
     p.add_argument("--port", type=int, help="port to listen on [HERD_PORT; default 11435]")
     p.add_argument(
@@ -77,9 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a web app origin allowed to call the API from a browser (CORS), e.g. http://localhost:5173; "
         "repeatable [HERD_CORS_ORIGINS, comma-separated; default: none]",
     )
+    p.add_argument(
+        "--max-memory-gb",
+        type=float,
+        metavar="GB",
+        help="the most memory herd-mesh's engines may use on this Mac (protects a laptop used for work); an "
+        "image job that needs more goes elsewhere [HERD_MAX_MEMORY_GB; default: no limit beyond the machine's]",
+    )
     p.add_argument("--log-level", choices=config_mod.LOG_LEVELS, help="[HERD_LOG_LEVEL; default info]")
-    p.add_argument("--version", action="version", version=f"herd-mesh {__version__}")
-    return p
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -111,9 +135,9 @@ class _Server(uvicorn.Server):
 
 
 def run(cfg: Config) -> int:
-    from .storage.files import PRIVATE_UMASK, make_private
-    from .web.app import build  # imported late: keeps `herd --help` fast
-    from .web.connections import MAX_CONNECTIONS, guarded_protocol, raise_open_files_limit
+    from ..storage.files import PRIVATE_UMASK, make_private
+    from ..web.app import build  # imported late: keeps `herd --help` fast
+    from ..web.connections import MAX_CONNECTIONS, guarded_protocol, raise_open_files_limit
 
     os.umask(PRIVATE_UMASK)  # every file this peer creates is its user's alone
     try:
@@ -150,9 +174,9 @@ def run(cfg: Config) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    flags = {
+def peer_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Parsed peer options -> the `flags` mapping `config.resolve` takes (None: not given)."""
+    return {
         "host": args.host,
         "port": args.port,
         "node_id": args.node_id,
@@ -163,9 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "no_mdns": args.no_mdns,
         "ollama_url": args.ollama_url,
         "log_level": args.log_level,
+        "max_memory_gb": args.max_memory_gb,
         "allow_hosts": tuple(args.allow_hosts or ()),
         "cors_origins": tuple(args.cors_origins or ()),
     }
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "herd") -> int:
+    args = build_parser(prog).parse_args(argv)
+    flags = peer_flags(args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         cfg = config_mod.resolve(flags, os.environ)  # warns about unknown config.toml keys
@@ -176,7 +206,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.log_level != "debug":
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns everything else
     return run(cfg)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
