@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from .core import catalogue
+from .core.catalogue import ImageModel
 from .core.names import valid_node_id
 from .errors import ConfigError
 
@@ -24,7 +26,10 @@ DEFAULT_DATA_DIR = "~/.herd-mesh"
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 EXTRA_KEYS = ("whisper_model",)  # config.toml keys other modules read from `Config.extra`
+TABLES = ("image_models",)  # config.toml tables
 _HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+LOCAL_MODEL_KEYS = ("path", "base", "steps", "guidance", "description")
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ class Config:
     max_memory_gb: float | None = None  # the most memory herd-mesh's engines may use on this Mac (None: no limit)
     allow_hosts: tuple[str, ...] = ()  # extra Host header names this peer answers to (besides its own)
     cors_origins: tuple[str, ...] = ()  # web origins allowed to call the API from a browser
+    image_models: Mapping[str, ImageModel] = field(default_factory=dict)  # local models, `[image_models.NAME]`
+    mflux_python: str | None = None  # the Python with mflux for the resident engine (None: look for one)
     extra: Mapping[str, Any] = field(default_factory=dict)  # the EXTRA_KEYS given in config.toml
 
     def __post_init__(self) -> None:
@@ -269,6 +276,49 @@ def _bool(value: Any, name: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
+def local_image_models(value: Any, path: Path) -> dict[str, ImageModel]:
+    """`[image_models.NAME]` tables: models saved on this Mac (`mflux-save`, fine-tunes), each a variant of a
+    catalogue model (`base`) loaded from `path`, with optional default `steps` and `guidance`."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"'image_models' in {path} must be a table of [image_models.NAME] tables")
+    models: dict[str, ImageModel] = {}
+    bases = ", ".join(sorted(catalogue.MODELS))
+    for name, table in value.items():
+        where = f"[image_models.{name}] in {path}"
+        if not _MODEL_NAME_RE.match(name):
+            raise ConfigError(f"{where}: a model name is 1-64 letters, digits, '.', '_' or '-'")
+        if name in catalogue.MODELS:
+            raise ConfigError(f"{where}: {name} is a catalogue model; give the local one another name")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table with path and base")
+        unknown = sorted(set(table) - set(LOCAL_MODEL_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}; allowed: {', '.join(LOCAL_MODEL_KEYS)}")
+        model_path, base = table.get("path"), table.get("base")
+        if not isinstance(model_path, str) or not model_path.strip():
+            raise ConfigError(f'{where} needs path = "/path/to/the/saved/model"')
+        if base not in catalogue.MODELS:
+            raise ConfigError(f"{where}: base must be one of {bases}, got {base!r}")
+        steps, guidance = table.get("steps"), table.get("guidance")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 100):
+            raise ConfigError(f"{where}: steps must be a whole number from 1 to 100, got {steps!r}")
+        if guidance is not None and (
+            isinstance(guidance, bool) or not isinstance(guidance, int | float) or not 0 <= guidance <= 30
+        ):
+            raise ConfigError(f"{where}: guidance must be a number from 0 to 30, got {guidance!r}")
+        description = table.get("description", "")
+        if not isinstance(description, str):
+            raise ConfigError(f"{where}: description must be a string")
+        folder = Path(model_path).expanduser()
+        if not folder.is_dir():
+            logger.warning("%s: %s is not a folder (yet); %s is offered once it is", where, folder, name)
+        models[name] = catalogue.local_model(
+            name, path=str(folder), base=str(base), steps=steps,
+            guidance=None if guidance is None else float(guidance), description=description,
+        )  # fmt: skip
+    return models
+
+
 def read_config_file(data_dir: Path) -> dict[str, Any]:
     path = data_dir / "config.toml"
     if not path.is_file():
@@ -294,8 +344,9 @@ SOURCES = {
     "max_memory_gb": ("HERD_MAX_MEMORY_GB", "max_memory_gb"),
     "allow_hosts": ("HERD_ALLOW_HOSTS", "allow_hosts"),
     "cors_origins": ("HERD_CORS_ORIGINS", "cors_origins"),
+    "mflux_python": ("HERD_MFLUX_PYTHON", "mflux_python"),
 }
-STRING_SOURCES = ("host", "node_id", "mesh", "ollama_url", "log_level")
+STRING_SOURCES = ("host", "node_id", "mesh", "ollama_url", "log_level", "mflux_python")
 
 
 def _origin(name: str, source: str, path: Path) -> str:
@@ -313,7 +364,7 @@ def _origin(name: str, source: str, path: Path) -> str:
 
 
 def _warn_unknown_keys(file_values: Mapping[str, Any], path: Path) -> None:
-    known = sorted({key for _, key in SOURCES.values()} | set(EXTRA_KEYS))
+    known = sorted({key for _, key in SOURCES.values()} | set(EXTRA_KEYS) | set(TABLES))
     for key in sorted(set(file_values) - set(known)):
         logger.warning("%s: unknown key %r is ignored; known keys: %s", path, key, ", ".join(known))
 
@@ -364,5 +415,9 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
         max_memory_gb=max_memory,
         allow_hosts=tuple(h.lower() for h in allow_hosts),
         cors_origins=tuple(o.rstrip("/") for o in cors_origins),
+        image_models=local_image_models(file_values["image_models"], data_dir / "config.toml")
+        if "image_models" in file_values
+        else {},
+        mflux_python=str(Path(text["mflux_python"]).expanduser()) if text.get("mflux_python") else None,
         extra={k: v for k, v in file_values.items() if k in EXTRA_KEYS},
     )

@@ -1,8 +1,10 @@
 """A stand-in for an mflux model, loaded inside the resident engine's worker process (mflux cannot run here).
 
-It has mflux's shape: `generate_image(seed=, prompt=, num_inference_steps=, height=, width=, negative_prompt=)`
-returns an object whose `.save(path)` writes a real PNG. Because it runs in another process, it is steered by
-environment variables and reports through a JSON-lines file that the tests read back.
+It has mflux's shape: `generate_image(seed=, prompt=, num_inference_steps=, height=, width=, guidance=,
+negative_prompt=)` returns an object whose `.save(path)` writes a real PNG, and `model.callbacks.register(obj)`
+makes it call `obj.call_in_loop(t, ...)` after each step, as mflux's callback registry does. Because it runs in
+another process, it is steered by environment variables and reports through a JSON-lines file that the tests
+read back. A loader gets the model as the worker does: a dict with "name", "api", "path" and "base_model".
 """
 
 from __future__ import annotations
@@ -64,11 +66,30 @@ class FakeImage:
         Path(path).write_bytes(png_bytes(self.width, self.height, self.seed, self.prompt))
 
 
-class FakeModel:
-    """Like mflux's Flux1: takes a negative prompt."""
+class CallbackRegistry:
+    """mflux's `callbacks`: objects registered once (there is no unregister), their hooks found by name."""
 
-    def __init__(self, model_name: str, quantize: int) -> None:
-        self.model_name, self.quantize = model_name, quantize
+    def __init__(self) -> None:
+        self.in_loop: list[Any] = []
+
+    def register(self, callback: Any) -> None:
+        if hasattr(callback, "call_in_loop"):
+            self.in_loop.append(callback)
+
+
+class _Bar:
+    """The tqdm bar mflux passes as `time_steps`: `.n` is still t during the callback, `.total` the steps."""
+
+    def __init__(self, total: int) -> None:
+        self.n, self.total = 0, total
+
+
+class FakeModel:
+    """Like mflux's Flux1: takes guidance and a negative prompt (Python's guidance default is 4.0, not 3.5)."""
+
+    def __init__(self, model: dict[str, Any], quantize: int) -> None:
+        self.model_name, self.quantize, self.path = model["name"], quantize, model.get("path")
+        self.callbacks = CallbackRegistry()
 
     def generate_image(
         self,
@@ -80,20 +101,34 @@ class FakeModel:
         guidance: float = 4.0,
         negative_prompt: str | None = None,
     ) -> FakeImage:
-        _record(
-            "generate", model=self.model_name, seed=seed, steps=num_inference_steps, negative_prompt=negative_prompt
-        )
-        time.sleep(float(os.environ.get(STEP_S_ENV, "0.01")) * num_inference_steps)
+        return self._run(seed, prompt, num_inference_steps, height, width, guidance, negative_prompt)
+
+    def _run(self, seed: int, prompt: str, steps: int, height: int, width: int, guidance: float | None,
+             negative_prompt: str | None) -> FakeImage:  # fmt: skip
+        _record("generate", model=self.model_name, path=self.path, seed=seed, steps=steps, guidance=guidance,
+                negative_prompt=negative_prompt)  # fmt: skip
+        bar = _Bar(steps)
+        for t in range(steps):
+            time.sleep(float(os.environ.get(STEP_S_ENV, "0.01")))
+            for callback in self.callbacks.in_loop:
+                callback.call_in_loop(t=t, seed=seed, prompt=prompt, latents=None, config=None, time_steps=bar)
+            bar.n = t + 1
         return FakeImage(width, height, seed, prompt)
 
 
 class FakeTurboModel(FakeModel):
-    """Like mflux's ZImageTurbo: no negative_prompt keyword at all."""
+    """Like mflux's Flux2Klein: no negative_prompt keyword at all."""
 
     def generate_image(  # type: ignore[override]
-        self, seed: int, prompt: str, num_inference_steps: int = 4, height: int = 1024, width: int = 1024
+        self,
+        seed: int,
+        prompt: str,
+        num_inference_steps: int = 4,
+        height: int = 1024,
+        width: int = 1024,
+        guidance: float = 1.0,
     ) -> FakeImage:
-        return super().generate_image(seed, prompt, num_inference_steps, height, width)
+        return self._run(seed, prompt, num_inference_steps, height, width, guidance, None)
 
 
 class RaisingModel(FakeModel):
@@ -101,26 +136,26 @@ class RaisingModel(FakeModel):
         raise ValueError("fake: height must be a multiple of 16")
 
 
-def _load(model_name: str, quantize: int) -> None:
-    _record("load", model=model_name, quantize=quantize)
+def _load(model: dict[str, Any], quantize: int) -> None:
+    _record("load", model=model["name"], path=model.get("path"), quantize=quantize)
     time.sleep(float(os.environ.get(LOAD_S_ENV, "0.2")))
 
 
-def load(model_name: str, quantize: int) -> FakeModel:
-    _load(model_name, quantize)
-    return FakeModel(model_name, quantize)
+def load(model: dict[str, Any], quantize: int) -> FakeModel:
+    _load(model, quantize)
+    return FakeModel(model, quantize)
 
 
-def load_turbo(model_name: str, quantize: int) -> FakeTurboModel:
-    _load(model_name, quantize)
-    return FakeTurboModel(model_name, quantize)
+def load_turbo(model: dict[str, Any], quantize: int) -> FakeTurboModel:
+    _load(model, quantize)
+    return FakeTurboModel(model, quantize)
 
 
-def load_raising(model_name: str, quantize: int) -> RaisingModel:
-    _load(model_name, quantize)
-    return RaisingModel(model_name, quantize)
+def load_raising(model: dict[str, Any], quantize: int) -> RaisingModel:
+    _load(model, quantize)
+    return RaisingModel(model, quantize)
 
 
-def load_failing(model_name: str, quantize: int) -> FakeModel:
-    _record("load", model=model_name, quantize=quantize)
-    raise RuntimeError(f"fake: no weights for {model_name}")
+def load_failing(model: dict[str, Any], quantize: int) -> FakeModel:
+    _record("load", model=model["name"], quantize=quantize)
+    raise RuntimeError(f"fake: no weights for {model['name']}")

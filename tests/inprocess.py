@@ -22,11 +22,9 @@ from herd_mesh.config import Config
 from herd_mesh.engines.base import Download, ImageJob, ImageOutput, Progress
 from herd_mesh.errors import EngineError
 from herd_mesh.web.app import Peer, build
+from tests.fake_mflux_model import png_bytes
 
-PNG = (  # a valid 1x1 PNG
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
-    b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\xbd\xfa\x00\x00\x00\x00IEND\xaeB`\x82"
-)
+PNG = png_bytes(1, 1, 0, "")  # a valid 1x1 PNG
 
 
 class FakeEngine:
@@ -62,7 +60,7 @@ class FakeEngine:
             await self._released.wait()
         if self.fail_with is not None:
             raise EngineError(self.fail_with)
-        if progress is not None:
+        if progress is not None and job.steps is not None:
             progress(job.steps, job.steps)
         return ImageOutput(png=PNG, generation_ms=5)
 
@@ -95,7 +93,8 @@ class Network(httpx.AsyncBaseTransport):
 class InProcessMesh:
     """Peers 10.77.0.1, .2, ... each with a FakeEngine, static peers of each other, no mDNS."""
 
-    def __init__(self, base: Path, names: list[str]) -> None:
+    def __init__(self, base: Path, names: list[str], models: dict[str, frozenset[str]] | None = None) -> None:
+        """`models`: what each peer's engine has installed (default: z-image-turbo)."""
         self.network = Network()
         self.engines: dict[str, FakeEngine] = {}
         self.peers: dict[str, Peer] = {}
@@ -104,7 +103,7 @@ class InProcessMesh:
             others = tuple(f"http://{h}:11435" for n, h in self.hosts.items() if n != name)
             config = Config(node_id=name, data_dir=base / name, host=host, peers=others, mdns=False,
                             ollama_url="http://127.0.0.1:9")  # fmt: skip
-            self.engines[name] = FakeEngine()
+            self.engines[name] = FakeEngine(*([models[name]] if models and name in models else []))
             self.peers[name] = build(config, transport=self.network, image_engine=self.engines[name])
             self.network.apps[host] = self.peers[name].app
 

@@ -171,3 +171,19 @@ async def test_a_client_mistake_caught_where_it_runs_is_passed_on_not_retried(tm
         assert bad.status_code == 400 and "'steps'" in bad.json()["error"]
         assert not mesh.engines["a"].jobs and not mesh.engines["b"].jobs
         assert ("10.77.0.2", "/api/generate-image") not in mesh.network.calls  # refused at the entry, never sent
+
+
+@pytest.mark.anyio
+async def test_what_the_running_peer_ignored_reaches_the_client_through_the_entry_peer(tmp_path: Path) -> None:
+    mesh = InProcessMesh(tmp_path, ["a", "b"], {"a": frozenset(), "b": frozenset({"flux-schnell"})})  # a forwards
+    async with mesh.running():
+        await mesh.converged()
+        async with mesh.client("a") as client:
+            body = {"model": "flux-schnell", "prompt": "a fox", "negative_prompt": "blurry", "guidance": 3.5}
+            response = await client.post("/api/generate-image", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Fleet-Node"] == "b"
+    assert response.headers["X-Fleet-Ignored"] == "guidance, negative_prompt"  # schnell takes neither
+    assert response.headers["X-Fleet-Steps"] == "4"  # schnell's default, applied on b
+    (ran,) = mesh.engines["b"].jobs
+    assert (ran.steps, ran.guidance, ran.negative_prompt) == (4, None, "")

@@ -14,6 +14,7 @@ import httpx
 from herd_mesh.cli import doctor
 from herd_mesh.cli.doctor import Check, Seen
 from herd_mesh.config import Config
+from herd_mesh.core import catalogue
 from tests.harness import PORT, Mesh, OllamaStandin, next_address
 
 
@@ -117,3 +118,17 @@ def test_doctor_on_a_machine_running_a_peer(mesh: Mesh) -> None:
     assert f"ok: port 11435 is in use by this machine's herd peer 'alpha' (mesh {mesh.name!r})" in out.stdout
     assert "1 other peer(s): beta (up)" in out.stdout
     assert any(line.startswith("ok: clocks agree with 1 peer") for line in lines)
+
+
+def test_the_image_engine_and_local_models_are_reported(tmp_path: Path) -> None:
+    resident = doctor.check_image_engine("/opt/mflux/bin/python", ["z-image-turbo"])
+    assert resident is not None and resident.level == "ok" and "/opt/mflux/bin/python" in resident.what
+    saved = tmp_path / "my-anima"
+    saved.mkdir()
+    models = {
+        "my-anima": catalogue.local_model("my-anima", path=str(saved), base="anima-turbo"),
+        "gone": catalogue.local_model("gone", path=str(tmp_path / "gone"), base="flux-dev"),
+    }
+    gone, present = doctor.check_local_models(models)
+    assert (present.level, gone.level) == ("ok", "warn")
+    assert "is not a folder" in gone.what and gone.todo

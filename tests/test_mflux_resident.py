@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
+from herd_mesh.core import catalogue
 from herd_mesh.engines.base import ImageEngine, ImageJob
 from herd_mesh.engines.mflux_resident import ResidentMfluxEngine, available
 from herd_mesh.errors import ConfigError, EngineError
@@ -105,8 +106,6 @@ def test_defaults_serve_the_catalogue_models_with_a_python_api() -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"models": ["no-such-model"]},
-        {"models": ["qwen-image"]},  # no `resident` entry, and the default loader needs one
         {"keep_alive_s": -1.0},
         {"keep_alive_s": float("nan")},
         {"loader": "no_colon_here"},
@@ -118,7 +117,7 @@ def test_bad_options_are_config_errors(options: dict[str, Any]) -> None:
 
 
 async def test_model_not_served_is_refused_without_a_worker(make_engine: Callable[..., ResidentMfluxEngine]) -> None:
-    engine: ResidentMfluxEngine = make_engine(models=["z-image-turbo"])
+    engine: ResidentMfluxEngine = make_engine(models={"z-image-turbo": catalogue.MODELS["z-image-turbo"]})
     with pytest.raises(EngineError, match="not served"):
         await engine.generate(job("flux-dev"))
     assert engine.worker_pid is None

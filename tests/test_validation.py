@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from herd_mesh.core import catalogue
 from herd_mesh.core.image_request import (
     FIELDS,
     ImageRequest,
@@ -14,6 +15,7 @@ from herd_mesh.core.image_request import (
     parse_image_request,
     parse_json_object,
     parse_openai_request,
+    settle,
 )
 from herd_mesh.errors import RequestError
 
@@ -38,12 +40,13 @@ def test_defaults() -> None:
         prompt="a lighthouse at dusk",
         width=1024,
         height=1024,
-        steps=4,
+        steps=None,  # the model's own default, applied where the job runs (4 for z-image-turbo)
         quantize=8,
         seed=None,
         negative_prompt="",
         tags=(),
     )
+    assert settle(req.job("j", 1), catalogue.MODELS["z-image-turbo"])[0].steps == 4
 
 
 def test_every_field_accepted() -> None:
@@ -54,9 +57,14 @@ def test_every_field_accepted() -> None:
     assert (req.negative_prompt, req.tags) == ("blurry", ("x",))
 
 
-def test_to_json_round_trips() -> None:
-    req = parse_image_request(body(width=512, seed=3, metadata={"tags": ["a", "b"]}))
-    assert parse_image_request(req.to_json()) == req
+def test_a_forwarded_job_round_trips() -> None:
+    """A job travels to another peer as JSON and is read back there as the same job."""
+    req = parse_image_request(body(width=512, seed=3, guidance=3.5, negative_prompt="blur", steps=7))
+    job = req.job("j", 3)
+    assert parse_image_request(job.to_json()).job("j", 3) == job
+    unset = parse_image_request(body()).job("j", 9)  # steps and guidance stay unset: the runner's defaults apply
+    assert "steps" not in unset.to_json() and "guidance" not in unset.to_json()
+    assert parse_image_request(unset.to_json()).job("j", 9) == unset
 
 
 @pytest.mark.parametrize("model", [None, "", "   ", 5, ["flux-dev"]])

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -94,6 +94,35 @@ def check_mflux(
         "no mflux commands found (looked on PATH, ~/.local/bin, /opt/homebrew/bin)",
         "install them with `uv tool install mflux`; the peer notices within 30 s",
     ), []
+
+
+def check_image_engine(mflux_python: str | None, found: Sequence[str]) -> Check | None:
+    """Which engine makes the images: mflux kept loaded (a Python with mflux), or a process per image."""
+    from ..engines.mflux_resident import find_mflux_python
+
+    python = mflux_python or find_mflux_python()
+    if python:
+        return Check("ok", f"images run in a resident mflux worker ({python}): the model stays loaded between images")
+    if found:
+        return Check(
+            "ok",
+            "images run one mflux command each (the model loads for every image)",
+            "to keep it loaded between images, give the peer a Python with mflux: `uv tool install mflux` does, "
+            "or set mflux_python in config.toml",
+        )
+    return None
+
+
+def check_local_models(models: Mapping[str, catalogue.ImageModel]) -> list[Check]:
+    """Each `[image_models.NAME]` of config.toml: is its folder there?"""
+    checks = []
+    for name, model in sorted(models.items()):
+        if model.path and Path(model.path).is_dir():
+            checks.append(Check("ok", f"local model {name} ({model.base}) at {model.path}"))
+        else:
+            checks.append(Check("warn", f"local model {name}: {model.path} is not a folder, so it is not offered",
+                                "fix `path` in config.toml, or mount the disk it is on"))  # fmt: skip
+    return checks
 
 
 def _cached(model: catalogue.ImageModel, cache_dir: Path) -> bool | None:
@@ -408,7 +437,11 @@ def run_checks(cfg: Config) -> Iterator[Check]:
     try:
         mflux, models = check_mflux()
         yield mflux
+        engine = check_image_engine(cfg.mflux_python, models)
+        if engine is not None:
+            yield engine
         yield from check_weights(models)
+        yield from check_local_models(cfg.image_models)
     except Exception as exc:  # noqa: BLE001 - a diagnostic tool reports, it does not stop
         yield _crashed("mflux and its weights", exc)
     yield check_ollama(cfg.ollama_url)

@@ -8,7 +8,7 @@ real-mflux tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 
@@ -17,7 +17,8 @@ class NegativePrompt(Enum):
 
     IGNORED = "ignored"  # no classifier-free guidance: it cannot be used
     USED = "used"
-    WITH_GUIDANCE = "with-guidance"  # used only when guidance is above 1
+    WITH_GUIDANCE = "with-guidance"  # used only when guidance is above 1 (Z-Image: classifier-free guidance)
+    UNLESS_ONE = "unless-one"  # used unless guidance is exactly 1 (Anima: no unconditional pass at 1.0)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,14 @@ class ImageModel:
     description: str = ""
     working_gb_per_mp: float = 2.0  # activations and VAE decode per megapixel (1024^2: ~2 GB)
     subdirs: tuple[str, ...] = ("text_encoder", "transformer", "vae")  # what a complete download holds
+    mflux_name: str = ""  # mflux's own name for it (`--base-model`), when it differs from `name`
+    path: str | None = None  # a model saved on this Mac (a fine-tune, `mflux-save`d): loaded from here
+    base: str | None = None  # the catalogue model a local one is a variant of
+    takes_guidance: bool = True  # False: guidance-distilled (schnell, z-image-turbo), a given value is ignored
+
+    @property
+    def base_model(self) -> str:
+        return self.mflux_name or self.name
 
     def need_gb(self, quantize: int, width: int, height: int) -> float:
         """Memory a job takes at this quantization and size: weights plus working set plus runtime."""
@@ -43,6 +52,8 @@ class ImageModel:
     def negative_prompt_used(self, guidance: float | None) -> bool:
         if self.negative_prompt is NegativePrompt.USED:
             return True
+        if self.negative_prompt is NegativePrompt.UNLESS_ONE:
+            return guidance != 1.0
         return self.negative_prompt is NegativePrompt.WITH_GUIDANCE and (guidance or 0.0) > 1.0
 
 
@@ -59,16 +70,17 @@ MODELS: dict[str, ImageModel] = {
     for m in (
         ImageModel("z-image-turbo", "mflux-generate-z-image-turbo", (), ("Tongyi-MAI/Z-Image-Turbo",), 4300.0, 31.0,
                    4, None, NegativePrompt.IGNORED, ("mflux.models.z_image", "ZImageTurbo", "z_image_turbo"),
-                   "Fast iteration (Z-Image-Turbo)"),
+                   "Fast iteration (Z-Image-Turbo)", takes_guidance=False),
         ImageModel("flux-schnell", "mflux-generate", ("--model", "schnell"), ("black-forest-labs/FLUX.1-schnell",),
                    2400.0, 34.0, 4, None, NegativePrompt.IGNORED,
                    ("mflux.models.flux.variants.txt2img.flux", "Flux1", "schnell"), "Fastest FLUX.1 variant",
-                   subdirs=FLUX_SUBDIRS),
+                   subdirs=FLUX_SUBDIRS, mflux_name="schnell", takes_guidance=False),
         ImageModel("flux-dev", "mflux-generate", ("--model", "dev"), ("black-forest-labs/FLUX.1-dev",), 2400.0, 34.0,
                    25, 3.5, NegativePrompt.IGNORED, ("mflux.models.flux.variants.txt2img.flux", "Flux1", "dev"),
-                   "Highest quality FLUX.1", subdirs=FLUX_SUBDIRS),
+                   "Highest quality FLUX.1", subdirs=FLUX_SUBDIRS, mflux_name="dev"),
         ImageModel("flux-krea-dev", "mflux-generate", ("--model", "krea-dev"), ("black-forest-labs/FLUX.1-Krea-dev",),
-                   2400.0, 34.0, 25, 3.5, NegativePrompt.IGNORED, None, "FLUX.1 Krea dev", subdirs=FLUX_SUBDIRS),
+                   2400.0, 34.0, 25, 3.5, NegativePrompt.IGNORED, None, "FLUX.1 Krea dev", subdirs=FLUX_SUBDIRS,
+                   mflux_name="krea-dev"),
         ImageModel("z-image", "mflux-generate-z-image", (), ("Tongyi-MAI/Z-Image",), 8600.0, 31.0, 50, None,
                    NegativePrompt.WITH_GUIDANCE, None, "Z-Image base"),
         ImageModel("qwen-image", "mflux-generate-qwen", (), ("Qwen/Qwen-Image-2512",), 6000.0, 58.0, 20, 3.5,
@@ -76,7 +88,7 @@ MODELS: dict[str, ImageModel] = {
         ImageModel("fibo", "mflux-generate-fibo", (), ("briaai/FIBO-vlm", "briaai/FIBO"), 5000.0, 32.0, 50, 5.0,
                    NegativePrompt.USED, None, "Bria FIBO (its VLM turns a plain prompt into JSON first)"),
         ImageModel("anima-turbo", "mflux-generate-anima", (), ("circlestone-labs/Anima",), 1500.0, 5.7, 10, 1.0,
-                   NegativePrompt.WITH_GUIDANCE, ANIMA_API, "Anima turbo (small: 2.1B)", working_gb_per_mp=1.0,
+                   NegativePrompt.UNLESS_ONE, ANIMA_API, "Anima turbo (small: 2.1B)", working_gb_per_mp=1.0,
                    subdirs=()),
     )
 }  # fmt: skip
@@ -107,3 +119,22 @@ INSTALL_HINT = (
 
 def get(name: str) -> ImageModel | None:
     return MODELS.get(name)
+
+
+def local_model(name: str, *, path: str, base: str, steps: int | None = None, guidance: float | None = None,
+                description: str = "") -> ImageModel:  # fmt: skip
+    """A model saved on this Mac (`[image_models.<name>]` in config.toml): its base model's command, API and
+    figures, loaded from `path`. KeyError when `base` is not in the catalogue."""
+    parent = MODELS[base]
+    return replace(
+        parent,
+        name=name,
+        extra_args=("--model", path, "--base-model", parent.base_model),
+        repos=(),
+        default_steps=steps if steps is not None else parent.default_steps,
+        default_guidance=guidance if guidance is not None else parent.default_guidance,
+        description=description or f"{base}, saved at {path}",
+        path=path,
+        base=base,
+        mflux_name=parent.base_model,
+    )

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import RequestError
+from . import catalogue
 from .work import Work
 
 MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 64, 2048, 16  # pixels; sizes are rounded to the nearest multiple of 16
@@ -21,8 +22,21 @@ MAX_PROMPT_CHARS = 4000
 MAX_TAGS, MAX_TAG_CHARS = 20, 64
 MAX_IMAGES = 4  # OpenAI's `n`
 
-DEFAULTS: dict[str, Any] = {"width": 1024, "height": 1024, "steps": 4, "quantize": 8, "negative_prompt": ""}
-FIELDS = ("model", "prompt", "width", "height", "steps", "quantize", "seed", "negative_prompt", "metadata")
+DEFAULTS: dict[str, Any] = {"width": 1024, "height": 1024, "quantize": 8, "negative_prompt": ""}
+FIELDS = (
+    "model",
+    "prompt",
+    "width",
+    "height",
+    "steps",
+    "quantize",
+    "seed",
+    "guidance",
+    "negative_prompt",
+    "metadata",
+)
+MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 30.0
+ESTIMATE_STEPS = 4  # what a job of a model this peer does not know is priced at, before the peer running it decides
 
 
 @dataclass(frozen=True)
@@ -31,30 +45,18 @@ class ImageRequest:
     prompt: str
     width: int = 1024
     height: int = 1024
-    steps: int = 4
+    steps: int | None = None  # None: the model's own default, decided where it runs
     quantize: int = 8
     seed: int | None = None  # None: the running peer picks one and reports it
     negative_prompt: str = ""
     tags: tuple[str, ...] = ()
+    guidance: float | None = None  # None: the model's own default
 
     def job(self, job_id: str, seed: int) -> ImageJob:
         """The job an engine runs: this request with its id and a concrete seed (the same image wherever it
-        runs)."""
+        runs); steps and guidance stay unset until the peer that runs it applies its model's defaults."""
         return ImageJob(job_id, self.model, self.prompt, self.width, self.height, self.steps, self.quantize, seed,
-                        self.negative_prompt)  # fmt: skip
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "prompt": self.prompt,
-            "width": self.width,
-            "height": self.height,
-            "steps": self.steps,
-            "quantize": self.quantize,
-            "seed": self.seed,
-            "negative_prompt": self.negative_prompt,
-            "metadata": {"tags": list(self.tags)},
-        }
+                        self.negative_prompt, self.guidance)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,47 @@ class ImageJob:
     prompt: str
     width: int = 1024
     height: int = 1024
-    steps: int = 4
+    steps: int | None = None  # None until the running peer applies the model's default
     quantize: int = 8
     seed: int = 0
     negative_prompt: str = ""
+    guidance: float | None = None
 
     def work(self) -> Work:
-        return Work.image(self.model, self.width, self.height, self.steps, self.job_id)
+        """What the scheduler prices: unset steps count as the catalogue model's default (a local model's
+        default is only known where it is declared)."""
+        model = catalogue.get(self.model)
+        steps = self.steps if self.steps is not None else model.default_steps if model else ESTIMATE_STEPS
+        return Work.image(self.model, self.width, self.height, steps, self.job_id, self.quantize)
+
+    def to_json(self) -> dict[str, Any]:
+        """The body a forwarded job travels in (what `parse_image_request` reads back)."""
+        body = {"model": self.model, "prompt": self.prompt, "width": self.width, "height": self.height,
+                "quantize": self.quantize, "seed": self.seed, "negative_prompt": self.negative_prompt}  # fmt: skip
+        if self.steps is not None:
+            body["steps"] = self.steps
+        if self.guidance is not None:
+            body["guidance"] = self.guidance
+        return body
+
+
+def settle(job: ImageJob, model: catalogue.ImageModel) -> tuple[ImageJob, tuple[str, ...]]:
+    """The job as the peer running it passes it to mflux, whichever engine: the model's default steps and
+    guidance where the request left them out, and what the model would ignore taken out and named, so both
+    engines make the same call and the client hears (`X-Fleet-Ignored`) what had no effect."""
+    ignored: list[str] = []
+    guidance = job.guidance
+    if guidance is not None and not model.takes_guidance:
+        ignored.append("guidance")
+        guidance = None
+    elif guidance is None:
+        guidance = model.default_guidance
+    negative_prompt = job.negative_prompt
+    if negative_prompt and not model.negative_prompt_used(guidance):
+        ignored.append("negative_prompt")
+        negative_prompt = ""
+    steps = job.steps if job.steps is not None else model.default_steps
+    return replace(job, steps=steps, guidance=guidance, negative_prompt=negative_prompt), tuple(ignored)
 
 
 def _no_constant(name: str) -> Any:
@@ -193,17 +229,29 @@ def parse_image_request(body: dict[str, Any]) -> ImageRequest:
     seed = body.get("seed")
     if seed is not None:
         seed = _int(body, "seed", 0, MAX_SEED)
+    steps = None if body.get("steps") is None else _int(body, "steps", MIN_STEPS, MAX_STEPS)
     return ImageRequest(
         model=model.strip(),
         prompt=_text(body, "prompt", required=True, limit=MAX_PROMPT_CHARS),
         width=_side(body, "width"),
         height=_side(body, "height"),
-        steps=_int(body, "steps", MIN_STEPS, MAX_STEPS),
+        steps=steps,
         quantize=int(quantize),
         seed=seed,
         negative_prompt=_text(body, "negative_prompt", required=False, limit=MAX_PROMPT_CHARS),
         tags=parse_tags(body.get("metadata")),
+        guidance=_guidance(body.get("guidance")),
     )
+
+
+def _guidance(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not MIN_GUIDANCE <= number <= MAX_GUIDANCE:
+        raise RequestError(f"'guidance' must be a number from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g} (flux-dev's "
+                           f"default is 3.5), got {json.dumps(value)}")  # fmt: skip
+    return float(number)
 
 
 OPENAI_FIELDS = (
@@ -217,6 +265,7 @@ OPENAI_FIELDS = (
     "user",
     "seed",
     "steps",
+    "guidance",
     "negative_prompt",
     "metadata",
 )
@@ -241,7 +290,7 @@ def parse_openai_request(body: dict[str, Any], default_model: str) -> tuple[Imag
         "width": int(match.group(1)),
         "height": int(match.group(2)),
     }
-    for key in ("seed", "steps", "negative_prompt", "metadata"):
+    for key in ("seed", "steps", "guidance", "negative_prompt", "metadata"):
         if key in body:
             native[key] = body[key]
     return parse_image_request(native), n

@@ -23,6 +23,8 @@ def peak_key(model: str, quantize: int) -> str:
 
 def need_gb(work: Work, peer: PeerView | None = None) -> float:
     entry = catalogue.get(work.model)
+    if entry is None and peer is not None and work.model in peer.bases:  # a local model: its base's figures
+        entry = catalogue.get(peer.bases[work.model])
     megapixels = work.width * work.height / 1e6
     if entry is None:
         estimate = UNKNOWN_MODEL_GB * work.quantize / 8 + catalogue.RUNTIME_GB
@@ -63,7 +65,7 @@ QUANTIZE_LEVELS = (3, 4, 5, 6, 8)
 
 def no_room_error(work: Work, peers: list[PeerView]) -> RequestError:
     """The answer when the job fits on no peer that could run it: what it needs, what each offers, what would."""
-    need = need_gb(work)
+    need = min((need_gb(work, p) for p in peers), default=need_gb(work))
     offers = []
     for peer in peers:
         room = room_gb(peer)
@@ -76,7 +78,8 @@ def no_room_error(work: Work, peers: list[PeerView]) -> RequestError:
     hints = []
     if smaller:
         q = max(smaller)
-        hints.append(f'"quantize": {q} needs {need_gb(replace(work, quantize=q)):.0f} GB and fits')
+        lighter = replace(work, quantize=q)
+        hints.append(f'"quantize": {q} needs {min(need_gb(lighter, p) for p in peers):.0f} GB and fits')
     if any(p.memory_cap_gb is not None for p in peers):
         hints.append("or raise --max-memory-gb on a peer")
     hints.append("or close other apps (and LLMs) on a Mac")

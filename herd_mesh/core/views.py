@@ -120,6 +120,7 @@ def image_view(node_id: str, status: str, state: Any, *, is_self: bool, now: flo
         is_self=is_self,
         accepting=image.get("enabled") is True,
         installed=frozenset(m for m, s in models.items() if s.get("installed") is True),
+        bases={m: s["base"] for m, s in models.items() if isinstance(s.get("base"), str)},
         cached=frozenset(m for m, s in models.items() if s.get("cached") is True),
         missing=frozenset(m for m, s in models.items() if s.get("weights") == "missing"),
         loaded=frozenset(m for m, s in models.items() if s.get("loaded") is True),

@@ -68,6 +68,7 @@ class PeerView:
     peak_gb: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # "model@q" -> measured (GB, MP)
     cpu_percent: float = 0.0
     memory_pressure: str = "unknown"  # normal | warn | critical | unknown
+    bases: Mapping[str, str] = field(default_factory=dict)  # a local model -> the catalogue model it varies
 
 
 @dataclass(frozen=True)

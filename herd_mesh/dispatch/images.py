@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 DEADLINE_S = 1800.0  # one overall deadline for a request, retries included
 MAX_PNG_BYTES = 64 * 1024 * 1024  # a peer's image answer larger than this is refused
 H_VISITED = "X-Herd-Visited"  # peers a forwarded job left: it never goes back to one of them
+IGNORABLE = frozenset({"guidance", "negative_prompt"})  # what a peer may report as ignored
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class ImageResult:
     moves: int = 0  # redirects and steals on the way
     reason: str = ""  # why it ran there
     request_id: str = ""
+    steps: int = 0  # the steps it ran (the model's default when the request left them out)
+    ignored: tuple[str, ...] = ()  # request fields the model does not use (negative_prompt on FLUX.1, ...)
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -67,6 +70,10 @@ class ImageResult:
             "X-Image-Size": f"{self.width}x{self.height}",
             "X-Request-Id": self.request_id,
         }
+        if self.steps:
+            headers["X-Fleet-Steps"] = str(self.steps)
+        if self.ignored:
+            headers["X-Fleet-Ignored"] = ", ".join(self.ignored)
         if self.reason:
             headers["X-Fleet-Reason"] = self.reason.encode("ascii", "replace").decode()[:400]
         return headers
@@ -88,6 +95,10 @@ class ImageResult:
             attempts=attempts,
             width=int(size[0]) if size[0].isdigit() else 0,
             height=int(size[-1]) if size[-1].isdigit() else 0,
+            steps=number("X-Fleet-Steps"),
+            ignored=tuple(
+                sorted(IGNORABLE & {f.strip() for f in str(headers.get("X-Fleet-Ignored", "")).split(",")})
+            ),
         )
 
 
@@ -164,10 +175,12 @@ class ImageDispatch:
         attempts: int,
     ) -> ImageResult:  # fmt: skip
         system = snapshot.peers[0].document.get("system")  # this peer's own metrics, read with the snapshot
-        output, queue_ms = await self.service.run(job, entry_node=entry_node, movable=movable, visited=visited,
-                                                  system=system if isinstance(system, dict) else None)  # fmt: skip
+        done = await self.service.run(job, entry_node=entry_node, movable=movable, visited=visited,
+                                      system=system if isinstance(system, dict) else None)  # fmt: skip
+        output = done.output
         return ImageResult(output.png, self.me, job.model, job.seed, output.generation_ms + output.load_ms,
-                           queue_ms, attempts, job.width, job.height)  # fmt: skip
+                           done.queue_ms, attempts, job.width, job.height, steps=done.job.steps or 0,
+                           ignored=done.ignored)  # fmt: skip
 
     # -- the receiving side of a forwarded job -----------------------------------------------------------------
     async def serve_forwarded(
@@ -225,7 +238,7 @@ class ImageDispatch:
             headers[H_REDIRECTABLE] = "1"
         if visited:
             headers[H_VISITED] = ",".join(sorted(visited))
-        body = json.dumps(_to_json(job)).encode()
+        body = json.dumps(job.to_json()).encode()
 
         async def post() -> tuple[bytes, Any]:
             async with client.stream("POST", "/api/generate-image", content=body, headers=headers,
@@ -298,11 +311,6 @@ def reason_line(ranked: list[Choice], views: list[PeerView], work: Work) -> str:
     chosen = {c.node_id for c in ranked}
     parts += [f"{v.node_id} {why}" for v in views if v.node_id not in chosen and (why := why_not(v, work))]
     return "; ".join(parts)
-
-
-def _to_json(job: ImageJob) -> dict[str, Any]:
-    return {"model": job.model, "prompt": job.prompt, "width": job.width, "height": job.height, "steps": job.steps,
-            "quantize": job.quantize, "seed": job.seed, "negative_prompt": job.negative_prompt}  # fmt: skip
 
 
 def new_job_id() -> str:

@@ -42,10 +42,11 @@ class Recorder:
         result: ImageResult | None = None,
         error: str | None = None,
     ) -> None:
+        steps = result.steps if result is not None and result.steps else req.steps
         self._add(
             RequestRecord(
                 kind="image", model=req.model, status=status, node=result.node if result else None,
-                entry_node=self._node_id, width=req.width, height=req.height, steps=req.steps,
+                entry_node=self._node_id, width=req.width, height=req.height, steps=steps,
                 queue_ms=result.queue_ms if result else None,
                 generation_ms=result.generation_ms if result else None, error=error, tags=tags,
                 prompt=self._prompt(req.prompt), job_id=job_id,

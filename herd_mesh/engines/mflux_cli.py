@@ -16,6 +16,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..core.catalogue import INSTALL_COMMAND, MODELS, ImageModel
@@ -51,17 +52,23 @@ def find_command(command: str, path: str | None = None) -> str | None:
 
 
 def build_argv(executable: str, model: ImageModel, job: ImageJob, output: Path) -> list[str]:
+    """The command for one job, settled (`image_request.settle`): steps always, guidance when the model takes
+    it, the negative prompt when the model uses it, and no mflux metadata (herd-mesh writes its own)."""
+    steps = job.steps if job.steps is not None else model.default_steps
     argv = [
         executable,
-        *model.extra_args,
+        *model.extra_args,  # `--model dev`, or `--model PATH --base-model NAME` for a local model
         f"--prompt={job.prompt}",  # one token: a prompt starting with "-" is not read as an option
         "--width", str(job.width),
         "--height", str(job.height),
-        "--steps", str(job.steps),
+        "--steps", str(steps),
         "--quantize", str(job.quantize),
         "--seed", str(job.seed),
         "--output", str(output),
+        "--no-exif",
     ]  # fmt: skip
+    if job.guidance is not None:
+        argv += ["--guidance", repr(float(job.guidance))]
     if job.negative_prompt:
         argv.append(f"--negative-prompt={job.negative_prompt}")
     return argv
@@ -72,9 +79,15 @@ class MfluxCliEngine:
     resident = False  # a process per image: the load is part of every run, measured with it
 
     def __init__(
-        self, *, timeout_s: float = DEFAULT_TIMEOUT_S, path: str | None = None, pid_dir: Path | None = None
+        self,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        path: str | None = None,
+        pid_dir: Path | None = None,
+        models: Mapping[str, ImageModel] | None = None,
     ) -> None:
         self.timeout_s = timeout_s
+        self._models = dict(models) if models is not None else dict(MODELS)  # the catalogue + local models
         self._path = path
         self._pid_dir = pid_dir  # one file per running job, so a restarted peer can reap what a crash left
         if pid_dir is not None:
@@ -87,9 +100,9 @@ class MfluxCliEngine:
         if now - self._scanned_at >= RESCAN_INTERVAL_S:
             path = self._path if self._path is not None else search_path()
             found = {}
-            for model in MODELS.values():
+            for model in self._models.values():
                 exe = find_command(model.command, path)
-                if exe:
+                if exe and (model.path is None or Path(model.path).is_dir()):
                     found[model.name] = exe
             if found != self._found:
                 logger.info("mflux commands found for: %s", ", ".join(sorted(found)) or "none")
@@ -109,7 +122,7 @@ class MfluxCliEngine:
     async def generate(
         self, job: ImageJob, progress: Progress | None = None, downloading: Download | None = None
     ) -> ImageOutput:
-        model = MODELS.get(job.model)
+        model = self._models.get(job.model)
         executable = self._scan().get(job.model)
         if model is None or executable is None:
             raise EngineError(f"mflux command for {job.model!r} is not installed here ({INSTALL_COMMAND})")

@@ -1,44 +1,54 @@
 """Keeps one mflux model loaded in a worker process between requests, so "the peer with the model loaded" answers
 without a reload, and ends the worker after an idle keep-alive to give the memory back to LLMs.
 
-Parent and worker talk over a `multiprocessing` pipe, one request at a time (the messages: `mflux_worker`).
-The worker is a separate process because mflux cannot be interrupted mid-generation: cancelling a job ends the
-process, and ending the process is also the only sure way to free everything MLX holds.
+The worker (`mflux_worker`, a standard-library script) runs under the Python that has mflux: the peer's own,
+or another environment's (`uv tool install mflux` puts mflux in its own; `find_mflux_python` looks there).
+Parent and worker talk over a socket pair, one request at a time. The worker is a separate process because
+mflux cannot be interrupted mid-generation: cancelling a job ends the process, and ending the process is also
+the only sure way to free everything MLX holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import importlib.util
 import logging
 import math
-import multiprocessing
+import os
 import signal
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from ..core import catalogue
+from ..core.catalogue import ImageModel
 from ..errors import ConfigError, EngineError
+from . import mflux_worker
 from .base import Download, ImageJob, ImageOutput, Progress
 from .messages import tidy_text
-from .mflux_worker import worker_main
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_KEEP_ALIVE_S = 300.0  # seconds without a job before the worker, and the model with it, goes away
-DEFAULT_LOADER = "herd_mesh.engines.mflux_worker:load_mflux_model"
+DEFAULT_LOADER = mflux_worker.DEFAULT_LOADER
 QUIT_GRACE_S = 2.0  # seconds an idle worker gets to exit on "quit" before SIGTERM
 TERM_GRACE_S = 2.0  # seconds after SIGTERM before SIGKILL
 KILL_WAIT_S = 5.0  # seconds to wait for a SIGKILLed worker before giving up on reaping it
 EXIT_POLL_S = 0.01  # seconds between checks while waiting for the worker to exit
+WORKER_SCRIPT = Path(mflux_worker.__file__).resolve()
+TOOL_PYTHONS = (  # under $HOME: where `uv tool install mflux` and `pipx install mflux` put mflux's own Python
+    ".local/share/uv/tools/mflux/bin/python",
+    ".local/pipx/venvs/mflux/bin/python",
+)
 
 
 def available() -> bool:
@@ -49,6 +59,32 @@ def available() -> bool:
         return False
 
 
+def find_mflux_python(env: Mapping[str, str] | None = None) -> str | None:
+    """The Python to run the worker with: this one when it has mflux, else a tool environment's that does."""
+    env = os.environ if env is None else env
+    if available():
+        return sys.executable
+    home = Path(env.get("HOME") or Path.home())
+    tool_dir = env.get("UV_TOOL_DIR")
+    candidates = ([Path(tool_dir) / "mflux/bin/python"] if tool_dir else []) + [home / p for p in TOOL_PYTHONS]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    return None
+
+
+def model_spec(model: ImageModel) -> dict[str, Any]:
+    """What the worker needs to load a model: plain data, since it may run under another Python."""
+    return {"name": model.name, "api": model.resident, "path": model.path, "base_model": model.base_model}
+
+
+def job_spec(job: ImageJob, model: ImageModel) -> dict[str, Any]:
+    steps = job.steps if job.steps is not None else model.default_steps
+    return {"job_id": job.job_id, "prompt": job.prompt, "width": job.width, "height": job.height, "steps": steps,
+            "quantize": job.quantize, "seed": job.seed, "guidance": job.guidance,
+            "negative_prompt": job.negative_prompt}  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Parent side
 # ---------------------------------------------------------------------------------------------------------------
@@ -56,8 +92,11 @@ def available() -> bool:
 
 @dataclass
 class _Worker:
-    process: BaseProcess
+    process: subprocess.Popen[bytes]
     conn: Connection
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
 
 def _exit_message(exitcode: int | None) -> str:
@@ -70,14 +109,22 @@ def _exit_message(exitcode: int | None) -> str:
     return message
 
 
-async def _wait_exit(process: BaseProcess, timeout_s: float) -> bool:
-    """Polls rather than blocking a thread on join(); True once the process has exited and been reaped."""
+async def _wait_exit(worker: _Worker, timeout_s: float) -> bool:
+    """Polls rather than blocking a thread on wait(); True once the process has exited and been reaped."""
     deadline = time.monotonic() + timeout_s
-    while process.is_alive():
+    while worker.alive():
         if time.monotonic() >= deadline:
             return False
         await anyio.sleep(EXIT_POLL_S)
     return True
+
+
+def _worker_env(python: str) -> dict[str, str]:
+    """The peer's own import path when the worker runs the peer's Python (a custom loader lives there)."""
+    env = dict(os.environ)
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p or os.curdir) for p in sys.path)
+    return env
 
 
 class ResidentMfluxEngine:
@@ -96,27 +143,20 @@ class ResidentMfluxEngine:
         *,
         keep_alive_s: float = DEFAULT_KEEP_ALIVE_S,
         loader: str = DEFAULT_LOADER,
-        models: Iterable[str] | None = None,
+        models: Mapping[str, ImageModel] | None = None,
+        python: str | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         if not keep_alive_s >= 0:
             raise ConfigError(f"keep_alive_s must be >= 0 seconds, not {keep_alive_s!r}")
         if ":" not in loader:
             raise ConfigError(f"loader must be 'module:function', not {loader!r}")
-        if models is None:
-            served = frozenset(name for name, model in catalogue.MODELS.items() if model.resident is not None)
-        else:
-            served = frozenset(models)
-        unknown = sorted(name for name in served if name not in catalogue.MODELS)
-        if unknown:
-            raise ConfigError(f"unknown image models: {', '.join(unknown)}")
-        if loader == DEFAULT_LOADER:
-            not_resident = sorted(name for name in served if catalogue.MODELS[name].resident is None)
-            if not_resident:
-                raise ConfigError(f"mflux's Python API is not wired for: {', '.join(not_resident)}")
+        known = catalogue.MODELS if models is None else models
         self._keep_alive_s = keep_alive_s
         self._loader = loader
-        self._models = served
+        self._python = python or sys.executable
+        # served: the models whose mflux class is wired for the Python API (a local model inherits its base's)
+        self._models = {name: model for name, model in known.items() if model.resident is not None}
         self._on_change = on_change
         self._lock = asyncio.Lock()
         self._worker: _Worker | None = None
@@ -152,13 +192,14 @@ class ResidentMfluxEngine:
     ) -> ImageOutput:
         if self._closed:
             raise EngineError("the resident mflux engine is closed")
-        if job.model not in self._models:
+        model = self._models.get(job.model)
+        if model is None:
             raise EngineError(f"{job.model} is not served by the resident mflux engine")
         async with self._lock:
             self._jobs_started += 1
             self._disarm_idle()
             try:
-                return await self._run(job)
+                return await self._run(job, model, progress)
             finally:
                 self._arm_idle()
 
@@ -181,27 +222,35 @@ class ResidentMfluxEngine:
         """The worker's process id while one runs (for the dashboard and tests)."""
         return self._worker.process.pid if self._worker is not None else None
 
+    @property
+    def python(self) -> str:
+        """The Python the worker runs under."""
+        return self._python
+
     # -- internals ----------------------------------------------------------------------------------------------
 
-    async def _run(self, job: ImageJob) -> ImageOutput:
+    async def _run(self, job: ImageJob, model: ImageModel, progress: Progress | None) -> ImageOutput:
         worker = await self._ensure_worker()
         try:
             with contextlib.suppress(OSError):  # died since the liveness check: _receive reports how
-                worker.conn.send(("generate", job))
+                worker.conn.send(("generate", job_spec(job, model), model_spec(model)))
             while True:
                 message = await self._receive(worker)
                 kind = message[0]
                 if kind == "loaded":
                     self._set_loaded(message[1])
+                elif kind == "step":
+                    if progress is not None:
+                        progress(int(message[1]), int(message[2]))
                 elif kind == "image":
-                    _, png, load_ms, generation_ms, ignored = message
+                    _, png, load_ms, generation_ms, ignored, peak_gb = message
                     if ignored:
                         logger.info("%s: %s ignored %s (the model does not take it)", job.job_id, job.model, ignored)
                     logger.info(
-                        "%s: %s %dx%d, %d steps in %d ms (load %d ms)",
+                        "%s: %s %dx%d, %s steps in %d ms (load %d ms)",
                         job.job_id, job.model, job.width, job.height, job.steps, generation_ms, load_ms,
                     )  # fmt: skip
-                    return ImageOutput(png=png, generation_ms=generation_ms, load_ms=load_ms)
+                    return ImageOutput(png=png, generation_ms=generation_ms, load_ms=load_ms, peak_gb=peak_gb)
                 elif kind == "error":
                     raise EngineError(f"mflux {job.model}: {message[1]}: {tidy_text(message[2])}")
                 else:
@@ -218,20 +267,26 @@ class ResidentMfluxEngine:
 
     async def _ensure_worker(self) -> _Worker:
         worker = self._worker
-        if worker is not None and worker.process.is_alive():
+        if worker is not None and worker.alive():
             return worker
         if worker is not None:
-            logger.warning("%s while idle; starting a new one", _exit_message(worker.process.exitcode))
+            logger.warning("%s while idle; starting a new one", _exit_message(worker.process.returncode))
             await self._stop_worker(worker, graceful=False)
-        context = multiprocessing.get_context("spawn")  # no fork: safe with the event loop's threads
-        parent_conn, child_conn = context.Pipe(duplex=True)
-        process = context.Process(
-            target=worker_main, args=(child_conn, self._loader), name="herd-mesh-mflux", daemon=True
-        )
-        process.start()
-        child_conn.close()  # only the worker holds its end, so its death reads as EOF here
-        logger.info("started mflux worker pid %s", process.pid)
-        self._worker = _Worker(process, parent_conn)
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen(
+                [self._python, "-P", str(WORKER_SCRIPT), str(theirs.fileno()), self._loader],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env=_worker_env(self._python),
+            )
+        except OSError as exc:
+            ours.close()
+            raise EngineError(f"cannot start the mflux worker with {self._python}: {exc}") from exc
+        finally:
+            theirs.close()  # only the worker holds its end, so its death reads as EOF here
+        logger.info("started mflux worker pid %s (%s)", process.pid, self._python)
+        self._worker = _Worker(process, Connection(ours.detach()))
         return self._worker
 
     async def _receive(self, worker: _Worker) -> tuple[Any, ...]:
@@ -252,22 +307,22 @@ class ResidentMfluxEngine:
         """Ends the worker: "quit" if idle and graceful, then SIGTERM, then SIGKILL. Safe to call twice."""
         self._set_loaded(None)  # say so first, so the peer stops advertising a model that is going away
         process = worker.process
-        if graceful and process.is_alive():
+        if graceful and worker.alive():
             with contextlib.suppress(OSError):
                 worker.conn.send(("quit",))
-            await _wait_exit(process, QUIT_GRACE_S)
-        if process.is_alive():
+            await _wait_exit(worker, QUIT_GRACE_S)
+        if worker.alive():
             process.terminate()
-            if not await _wait_exit(process, TERM_GRACE_S):
+            if not await _wait_exit(worker, TERM_GRACE_S):
                 process.kill()
-                if not await _wait_exit(process, KILL_WAIT_S):
+                if not await _wait_exit(worker, KILL_WAIT_S):
                     logger.error("mflux worker pid %s did not exit after SIGKILL", process.pid)
         if not worker.conn.closed:
             anyio.notify_closing(worker.conn.fileno())  # wakes a job waiting on the pipe instead of stranding it
             worker.conn.close()
         if self._worker is worker:
             self._worker = None
-        return process.exitcode
+        return process.returncode
 
     def _set_loaded(self, model: str | None) -> None:
         if model == self._loaded:

@@ -1,11 +1,13 @@
 """The mflux worker process: it loads one model with mflux's Python API and keeps it between jobs.
 
-Only this module runs inside the worker (spawned by `mflux_resident`), so the peer itself never imports mflux
-or MLX. Messages on the pipe:
+It runs as a script (`python -P mflux_worker.py FD LOADER`) under whichever Python has mflux, which need not be
+the peer's own: with `uv tool install mflux`, mflux lives in its own environment. So this file imports only the
+standard library and talks in plain tuples, dicts and bytes over the socket it is handed (file descriptor FD).
 
-    parent -> worker   ("generate", ImageJob) | ("quit",)
-    worker -> parent   ("loaded", name | None)               zero or more, whenever the resident model changes
-                       ("image", png, load_ms, generation_ms, ignored)   or   ("error", type name, message)
+    parent -> worker   ("generate", job, model) | ("quit",)       job, model: dicts (see `mflux_resident`)
+    worker -> parent   ("loaded", name | None)                    whenever the resident model changes
+                       ("step", done, total)                      after each denoising step
+                       ("image", png, load_ms, generation_ms, ignored, peak_gb)   or   ("error", type, message)
 """
 
 from __future__ import annotations
@@ -22,28 +24,40 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ..core import catalogue
-from .base import ImageJob
-
 MAX_ERROR_CHARS = 2000  # longest worker error message passed on to the user
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DEFAULT_LOADER = "herd_mesh.engines.mflux_worker:load_mflux_model"
 
-Loader = Callable[[str, int], Any]  # (catalogue model name, quantize bits) -> object with mflux's generate_image
+Send = Callable[[tuple[Any, ...]], None]
+Loader = Callable[[dict[str, Any], int], Any]  # (model spec, quantize bits) -> object with mflux's generate_image
 
 
-def load_mflux_model(model_name: str, quantize: int) -> Any:
-    """The real loader, run inside the worker: builds the catalogue's mflux class with its ModelConfig."""
-    entry = catalogue.get(model_name)
-    if entry is None or entry.resident is None:
-        raise ValueError(f"{model_name} has no Python API entry in the catalogue, so it cannot stay resident")
-    module_name, class_name, factory = entry.resident
+def load_mflux_model(model: dict[str, Any], quantize: int) -> Any:
+    """The real loader: the catalogue's mflux class with its ModelConfig, or a model saved at `path`.
+
+    mflux's own metadata is switched off (herd-mesh writes its own, without local paths). A local model loads
+    the way mflux's command line loads `--model PATH --base-model NAME`: FLUX.1 names the path in its config,
+    the others keep their registry config and take `model_path`.
+    """
+    module_name, class_name, factory = model["api"]
     model_class = getattr(importlib.import_module(module_name), class_name)
-    model_config_class = importlib.import_module("mflux.models.common.config").ModelConfig
-    return model_class(quantize=quantize, model_config=getattr(model_config_class, factory)())
+    model_config = importlib.import_module("mflux.models.common.config").ModelConfig
+    importlib.import_module("mflux.utils.image_util").ImageUtil.embed_metadata_enabled = False
+    path = model.get("path")
+    if path and class_name == "Flux1":
+        config = model_config.from_name(model_name=path, base_model=model["base_model"])
+    else:
+        config = getattr(model_config, factory)()
+    options: dict[str, Any] = {"quantize": quantize, "model_config": config}
+    if path:
+        options["model_path"] = path
+    return model_class(**options)
 
 
 def _resolve(path: str) -> Loader:
-    """Imports "module:attr" inside the worker, so the parent never imports mflux (or a test's fake)."""
+    """Imports "module:attr" here, so the peer never imports mflux (or a test's fake)."""
+    if path == DEFAULT_LOADER:
+        return load_mflux_model
     module_name, _, attr = path.partition(":")
     target: Any = importlib.import_module(module_name)
     for part in attr.split("."):
@@ -54,7 +68,7 @@ def _resolve(path: str) -> Loader:
 
 
 def _accepts(function: Callable[..., Any], parameter: str) -> bool:
-    """mflux's models differ in keywords (ZImageTurbo has no negative_prompt), so look before passing one."""
+    """mflux's models differ in keywords (Flux2Klein has no negative_prompt), so look before passing one."""
     try:
         parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):
@@ -78,18 +92,44 @@ def _png_bytes(image: Any) -> bytes:
     return data
 
 
+def _mlx() -> Any:
+    return sys.modules.get("mlx.core")
+
+
 def _free_memory() -> None:
     gc.collect()
-    mx = sys.modules.get("mlx.core")
-    if mx is None:
-        return
+    mx = _mlx()
     clear = getattr(mx, "clear_cache", None) or getattr(getattr(mx, "metal", None), "clear_cache", None)
     if callable(clear):
         clear()
 
 
+def _reset_peak() -> None:
+    reset = getattr(_mlx(), "reset_peak_memory", None)
+    if callable(reset):
+        reset()
+
+
+def _peak_gb() -> float | None:
+    """MLX's peak since the last reset, as mflux prints it (`Peak MLX memory: X GB`)."""
+    peak = getattr(_mlx(), "get_peak_memory", None)
+    return round(peak() / 1e9, 2) if callable(peak) else None
+
+
 def _ms_since(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
+
+
+class _Steps:
+    """A callback in mflux's registry (duck-typed: it calls `call_in_loop` once per step, `t` from 0)."""
+
+    def __init__(self) -> None:
+        self.send: Send | None = None
+
+    def call_in_loop(self, t: int, seed: int, prompt: str, latents: Any, config: Any, time_steps: Any) -> None:
+        total = getattr(time_steps, "total", None) or getattr(config, "num_inference_steps", None) or 0
+        if self.send is not None:
+            self.send(("step", int(t) + 1, int(total)))
 
 
 class _Resident:
@@ -100,58 +140,82 @@ class _Resident:
         self._loader: Loader | None = None
         self._model: Any = None
         self._key: tuple[str, int] | None = None
+        self._steps = _Steps()
 
-    def handle(self, job: ImageJob, send: Callable[[tuple[Any, ...]], None]) -> None:
+    def handle(self, job: dict[str, Any], model: dict[str, Any], send: Send) -> None:
+        self._steps.send = send
         try:
-            reply = self._generate(job, send)
+            reply = self._generate(job, model, send)
         except Exception as exc:  # every failure goes back to the parent as a message
             message = str(exc) or repr(exc)
             reply = ("error", type(exc).__name__, message[:MAX_ERROR_CHARS])
+        finally:
+            self._steps.send = None
         send(reply)
 
-    def _generate(self, job: ImageJob, send: Callable[[tuple[Any, ...]], None]) -> tuple[Any, ...]:
+    def _load(self, model: dict[str, Any], quantize: int, send: Send) -> int:
+        if self._model is not None:
+            self._model, self._key = None, None
+            _free_memory()
+            send(("loaded", None))
+        if self._loader is None:
+            self._loader = _resolve(self._loader_path)
+        started = time.perf_counter()
+        self._model = self._loader(model, quantize)
+        self._key = (model["name"], quantize)
+        register = getattr(getattr(self._model, "callbacks", None), "register", None)
+        if callable(register):
+            register(self._steps)
+        send(("loaded", model["name"]))
+        return _ms_since(started)
+
+    def _generate(self, job: dict[str, Any], model: dict[str, Any], send: Send) -> tuple[Any, ...]:
         load_ms = 0
-        key = (job.model, job.quantize)
-        if self._key != key:
-            if self._model is not None:
-                self._model, self._key = None, None
-                _free_memory()
-                send(("loaded", None))
-            if self._loader is None:
-                self._loader = _resolve(self._loader_path)
-            started = time.perf_counter()
-            self._model = self._loader(job.model, job.quantize)
-            self._key = key
-            load_ms = _ms_since(started)
-            send(("loaded", job.model))
+        if self._key != (model["name"], job["quantize"]):
+            load_ms = self._load(model, job["quantize"], send)
+        generate = self._model.generate_image
         kwargs: dict[str, Any] = {
-            "seed": job.seed,
-            "prompt": job.prompt,
-            "num_inference_steps": job.steps,
-            "height": job.height,
-            "width": job.width,
+            "seed": job["seed"],
+            "prompt": job["prompt"],
+            "num_inference_steps": job["steps"],
+            "height": job["height"],
+            "width": job["width"],
         }
         ignored: list[str] = []
-        if job.negative_prompt:
-            if _accepts(self._model.generate_image, "negative_prompt"):
-                kwargs["negative_prompt"] = job.negative_prompt
+        for field in ("guidance", "negative_prompt"):
+            if job.get(field) in (None, ""):
+                continue
+            if _accepts(generate, field):
+                kwargs[field] = job[field]
             else:
-                ignored.append("negative_prompt")
+                ignored.append(field)
+        _reset_peak()
         started = time.perf_counter()
-        png = _png_bytes(self._model.generate_image(**kwargs))
-        return ("image", png, load_ms, _ms_since(started), tuple(ignored))
+        png = _png_bytes(generate(**kwargs))
+        return ("image", png, load_ms, _ms_since(started), tuple(ignored), _peak_gb())
 
 
-def worker_main(conn: Connection, loader_path: str) -> None:
-    """Entry point of the spawned worker: serve requests until "quit" or until the parent goes away."""
-    # Ctrl-C reaches the whole process group; the parent decides when the worker ends.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def serve(conn: Connection, loader_path: str) -> None:
+    """Serve requests until "quit" or until the parent goes away."""
     resident = _Resident(loader_path)
     try:
         while True:
             request = conn.recv()
             if request[0] != "generate":
                 return
-            resident.handle(request[1], conn.send)
-    except (EOFError, OSError):  # the parent closed the pipe or died: nobody is left to serve
+            resident.handle(request[1], request[2], conn.send)
+    except (EOFError, OSError):  # the parent closed the socket or died: nobody is left to serve
         return
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    if len(argv) != 3:
+        sys.stderr.write("usage: mflux_worker.py FD LOADER\n")
+        return 2
+    serve(Connection(int(argv[1])), argv[2])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

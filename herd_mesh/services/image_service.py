@@ -8,20 +8,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..core import catalogue
-from ..core.image_request import ImageJob
+from ..core.catalogue import ImageModel
+from ..core.image_request import ImageJob, settle
 from ..core.memory import need_gb, shortfall
 from ..core.ranking import load_seconds, run_seconds
 from ..core.speed import SpeedBook
 from ..core.stealing import steal_pick
 from ..core.views import TRANSFER_BASE_S, image_view
 from ..core.work import Handover, PeerView, Work
-from ..engines import hfcache
+from ..engines import hfcache, png_metadata
 from ..engines.base import ImageEngine, ImageOutput
 from ..errors import PeerRefused, Reason
 from ..storage.settings_store import SettingsStore
@@ -32,6 +33,17 @@ logger = logging.getLogger(__name__)
 
 CACHE_RESCAN_S = 30.0  # how often the Hugging Face cache is looked at again
 MAX_WAITING_JOBS = 32  # jobs that may wait in this peer's queue; more are refused ("overloaded")
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One finished job: the PNG (with herd-mesh's metadata), the job as it ran (the model's defaults applied)
+    and the fields the model ignored."""
+
+    output: ImageOutput
+    queue_ms: int
+    job: ImageJob
+    ignored: tuple[str, ...] = ()
 
 
 class ImageService:
@@ -50,8 +62,10 @@ class ImageService:
         max_memory_gb: float | None = None,
         slots: int = 1,
         hf_cache_dir: Path | None = None,
+        models: Mapping[str, ImageModel] | None = None,
     ) -> None:
         self.node_id = node_id
+        self.models = dict(models) if models is not None else dict(catalogue.MODELS)  # the catalogue + local ones
         self.engine = engine
         self.settings = settings
         self.speed = speed
@@ -75,8 +89,12 @@ class ImageService:
         now = time.monotonic()
         if now - self._scanned_at >= CACHE_RESCAN_S:
             pins = hfcache.installed_pins() or catalogue.PINS
-            self._weights = {name: hfcache.weights_cached(model, self.hf_cache_dir, pins)
-                             for name, model in catalogue.MODELS.items()}  # fmt: skip
+            self._weights = {
+                name: Path(model.path).is_dir()
+                if model.path
+                else hfcache.weights_cached(model, self.hf_cache_dir, pins)
+                for name, model in self.models.items()
+            }
             self._scanned_at = now
         return {**self._weights, **{model: True for model, runs in self.speed.runs.items() if runs > 0}}
 
@@ -87,9 +105,14 @@ class ImageService:
         """Memory herd-mesh's image engine holds now: a running job's, else the resident model's."""
         running = list(self.queue.running.values())
         if running:
-            return sum(need_gb(job.work) for job in running)
+            return sum(need_gb(replace(job.work, model=self.figures(job.work.model))) for job in running)
         loaded = self.engine.loaded_models()
-        return sum(need_gb(Work.image(model, 0, 0, 0)) for model in loaded)
+        return sum(need_gb(Work.image(self.figures(model), 0, 0, 0)) for model in loaded)
+
+    def figures(self, model: str) -> str:
+        """The catalogue model whose speed and memory figures apply: a local model's base, else itself."""
+        entry = self.models.get(model)
+        return entry.base if entry is not None and entry.base else model
 
     @property
     def enabled(self) -> bool:
@@ -114,6 +137,7 @@ class ImageService:
                     "loaded": name in loaded,
                     "weights": "downloading" if name in self._downloading else WEIGHTS[weights.get(name)],
                     "download": self._downloading.get(name),
+                    **({"base": self.figures(name)} if self.figures(name) != name else {}),
                 }
                 for name in names
             },  # fmt: skip
@@ -124,7 +148,9 @@ class ImageService:
             },
             "speed": {
                 "ms_per_mp_step": {m: round(v, 1) for m, v in self.speed.ms.items()},
-                "prior_ms_per_mp_step": {m: round(self.speed.prior_ms_per_mp_step(m), 1) for m in names},
+                "prior_ms_per_mp_step": {
+                    m: round(self.speed.prior_ms_per_mp_step(self.figures(m)), 1) for m in names
+                },
                 "load_s": self._load_seconds(names),
                 "factor": self.speed.factor,
                 "slowdown": round(self.speed.slowdown_per_job(), 3),
@@ -164,8 +190,8 @@ class ImageService:
         movable: bool = True,
         visited: frozenset[str] = frozenset(),
         system: dict[str, Any] | None = None,
-    ) -> tuple[ImageOutput, int]:
-        """Queue, then generate. Returns the output and the milliseconds spent waiting in the queue.
+    ) -> Generated:
+        """Queue, then generate: the model's defaults applied (`settle`), and the PNG's metadata made ours.
 
         While it waits, an idle peer may steal a `movable` job (`give_away`): then `JobMoved` is raised here
         and the caller sends the job on, but never to a peer in `visited` (the ones it left), so it cannot
@@ -175,6 +201,11 @@ class ImageService:
         if waiting >= MAX_WAITING_JOBS:
             raise PeerRefused.of(self.node_id, 503, f"{self.node_id}'s queue is full ({waiting} jobs waiting)",
                                  Reason.OVERLOADED)  # fmt: skip
+        model = self.models.get(job.model)
+        if model is None:
+            raise PeerRefused.of(self.node_id, 404, f"{job.model} is not installed on {self.node_id}",
+                                 Reason.NOT_INSTALLED)  # fmt: skip
+        job, ignored = settle(job, model)
         work = job.work()
         me = self.view(system)
         if (no_room := shortfall(me, work)) is not None:
@@ -200,7 +231,8 @@ class ImageService:
         if self._speed_file is not None:
             self._speed_file.save(self.speed)
         self._on_change()
-        return output, int(waited_s * 1000)
+        png = png_metadata.finish(output.png, job, store_prompts=bool(self.settings.get("store_prompts")))
+        return Generated(replace(output, png=png), int(waited_s * 1000), job, ignored)
 
     def _downloaded(self, model: str, done: int, files: int) -> None:
         """mflux is fetching this model's weights: advertise it (with how far it got), so peers know."""

@@ -14,7 +14,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -24,6 +24,8 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from ..config import Config, host_names, local_addresses
+from ..core import catalogue
+from ..core.catalogue import ImageModel
 from ..core.ledger import Ledger
 from ..core.peer_table import PeerTable
 from ..core.protocol import Identity
@@ -91,13 +93,22 @@ class Peer:
     is_peer_address: Callable[[str], bool]
 
 
-def choose_image_engine(config: Config, keep_alive_s: float, on_change: Changes) -> ImageEngine:
+def choose_image_engine(
+    config: Config, models: Mapping[str, ImageModel], keep_alive_s: float, on_change: Changes
+) -> ImageEngine:
+    """The resident engine where a Python with mflux is found (this one, a `uv tool` or pipx environment, or
+    `mflux_python`), else one `mflux-generate-*` process per image."""
     loader = os.environ.get("HERD_MFLUX_LOADER")  # "module:function": a stand-in model with mflux's API
-    if loader or mflux_resident.available():
+    python = config.mflux_python or mflux_resident.find_mflux_python()
+    if loader or python:
         return mflux_resident.ResidentMfluxEngine(
-            keep_alive_s=keep_alive_s, loader=loader or mflux_resident.DEFAULT_LOADER, on_change=on_change.notify
+            keep_alive_s=keep_alive_s,
+            loader=loader or mflux_resident.DEFAULT_LOADER,
+            models=models,
+            python=python,
+            on_change=on_change.notify,
         )
-    return MfluxCliEngine(pid_dir=config.data_dir / "mflux-jobs")
+    return MfluxCliEngine(pid_dir=config.data_dir / "mflux-jobs", models=models)
 
 
 def build(
@@ -116,7 +127,10 @@ def build(
 
     # engines and services
     changes = Changes()
-    engine = image_engine or choose_image_engine(config, float(settings.get("image_keep_alive_s")), changes)
+    image_models = {**catalogue.MODELS, **config.image_models}
+    engine = image_engine or choose_image_engine(
+        config, image_models, float(settings.get("image_keep_alive_s")), changes
+    )
     logger.info("image engine: %s", engine.name)
     ollama = OllamaService(
         node_id=config.node_id, client=OllamaClient(config.ollama_url), settings=settings, on_change=changes.notify
@@ -137,6 +151,7 @@ def build(
         on_change=changes.notify,
         other_work=lambda: len(ollama.active.listing()) + len(stt.active.listing()),
         max_memory_gb=config.max_memory_gb,
+        models=image_models,
     )
     machine = metrics.Machine(simulated_gb=_simulated_memory(), held_gb=lambda: images.held_gb() + ollama.vram_gb())
     retention = Retention(records, settings)

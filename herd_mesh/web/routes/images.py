@@ -92,12 +92,18 @@ class ImageRoutes:
                 for v in views.values()
                 if name in v.installed
             ]  # fmt: skip
-            out.append({
+            base = next((v.bases[name] for v in views.values() if name in v.bases), None)
+            entry = {
                 "name": name,
-                "description": model.description if model else "",
+                "description": model.description if model else f"a local model based on {base}" if base else "",
                 "available": any(p["status"] == "up" and p["accepting"] for p in peers),
                 "peers": peers,
-            })  # fmt: skip
+            }
+            if model is not None:
+                entry["defaults"] = {"steps": model.default_steps, "guidance": model.default_guidance}
+            if base is not None:
+                entry["base"] = base
+            out.append(entry)
         return JSONResponse({"models": out, "install": catalogue.INSTALL_COMMAND})
 
     async def steal(self, request: Request) -> Response:
