@@ -119,13 +119,13 @@ def document(i: int, mesh: str, url: str, rng: random.Random, now: float) -> dic
 # -- 1. decision time ----------------------------------------------------------------------------------------------
 def decision_times(iterations: int) -> dict[int, dict[str, list[float]]]:
     from herd_mesh.core import model_scoring, ranking
-    from herd_mesh.core.views import LIVE, MeshSnapshot, PeerState
+    from herd_mesh.core.views import LIVE, MeshSnapshot, PeerState, ViewCache
     from herd_mesh.core.work import Sent, Work
 
     out: dict[int, dict[str, list[float]]] = {}
     for n in SIZES:
         rng = random.Random(n)
-        now = time.time()
+        base_now = now = time.time()
         peers = []
         for i in range(n):
             doc = document(i, "bench", f"http://10.0.{i // 250}.{i % 250 + 1}:11435", rng, now)
@@ -139,9 +139,18 @@ def decision_times(iterations: int) -> dict[int, dict[str, list[float]]]:
         costs = model_scoring.LLM_COSTS
         times: dict[str, list[float]] = {k: [] for k in ("image", "views", "rank", "llm", "llm_full")}
         pick = random.Random(1)
-        for _ in range(iterations):
+        cache = ViewCache()  # as `mesh/snapshot.py` MeshView keeps one
+        churn = random.Random(2)
+        for i in range(iterations):
+            # between two decisions a tenth of the peers have sent a new document (a busy mesh): those are read
+            # again, the rest come from the cache, and the clock moves on
+            for j in churn.sample(range(n), max(1, n // 10)):
+                peers[j] = PeerState(peers[j].node_id, peers[j].status, dict(peers[j].document),
+                                     is_self=peers[j].is_self, url=peers[j].url)  # fmt: skip
+            peers_t = tuple(peers)
+            now = base_now + i * 0.01
             t0 = time.perf_counter()
-            snap = MeshSnapshot(now, me, peers_t)
+            snap = MeshSnapshot(now, me, peers_t, cache)
             views = snap.image_views
             t1 = time.perf_counter()
             ranked = ranking.rank(views, image, sent=sent, rng=pick)
@@ -152,17 +161,17 @@ def decision_times(iterations: int) -> dict[int, dict[str, list[float]]]:
             times["rank"].append((t2 - t1) * 1e3)
 
             t0 = time.perf_counter()
-            snap = MeshSnapshot(now, me, peers_t)
+            snap = MeshSnapshot(now, me, peers_t, cache)
             choices = model_scoring.rank_peers(snap.model_facts("llm"), llm, costs, sent=(), rng=pick)
             t1 = time.perf_counter()
             times["llm"].append((t1 - t0) * 1e3)
             assert choices
 
             t0 = time.perf_counter()  # ModelDispatch.open: check, then the attempt loop's rank and sent
-            snap = MeshSnapshot(now, me, peers_t)
+            snap = MeshSnapshot(now, me, peers_t, cache)
             snap.holders("llm")
             assert [f for f in snap.model_facts("llm") if f.status in LIVE]
-            snap = MeshSnapshot(now, me, peers_t)
+            snap = MeshSnapshot(now, me, peers_t, cache)
             choices = model_scoring.rank_peers(snap.model_facts("llm"), llm, costs, sent=(), rng=pick)
             target = next(f for f in snap.model_facts("llm") if f.node_id == choices[0].node_id)
             model_scoring.sent_for(target, llm, costs, sent=(), now=now)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from .core import catalogue
+from .core import catalogue, signing
 from .core.catalogue import ImageModel
 from .core.names import valid_node_id
 from .errors import ConfigError
@@ -30,6 +30,7 @@ TABLES = ("image_models",)  # config.toml tables
 _HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LOCAL_MODEL_KEYS = ("path", "base", "steps", "guidance", "description")
+KEY_FILE = "mesh.key"  # `herd key generate` writes the mesh key here (0600)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class Config:
     cors_origins: tuple[str, ...] = ()  # web origins allowed to call the API from a browser
     image_models: Mapping[str, ImageModel] = field(default_factory=dict)  # local models, `[image_models.NAME]`
     mflux_python: str | None = None  # the Python with mflux for the resident engine (None: look for one)
+    mesh_key: str | None = None  # peers sign every call with it; None: an open mesh
+    api_keys: tuple[str, ...] = ()  # when set, every public API call needs one of them (or the mesh key)
     extra: Mapping[str, Any] = field(default_factory=dict)  # the EXTRA_KEYS given in config.toml
 
     def __post_init__(self) -> None:
@@ -75,6 +78,14 @@ class Config:
                 raise ConfigError(f"--allow-host needs a host name such as studio.lan, got {name!r}")
         for origin in self.cors_origins:
             _check_origin(origin)
+        for what, key in [("mesh key", self.mesh_key), *(("API key", k) for k in self.api_keys)]:
+            if key is not None and not signing.valid_key(key):
+                raise ConfigError(f"a {what} must be at least {signing.MIN_KEY_CHARS} printable characters without "
+                                  "spaces (`herd key generate` makes a good mesh key)")  # fmt: skip
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / KEY_FILE
 
     def advertised_addresses(self) -> list[str]:
         """What peers should dial: --advertise, else the bound host when specific, else the LAN IPv4s."""
@@ -319,6 +330,17 @@ def local_image_models(value: Any, path: Path) -> dict[str, ImageModel]:
     return models
 
 
+def read_key_file(data_dir: Path) -> str:
+    """The mesh key `herd key generate` left in the data dir ("" when there is none)."""
+    path = data_dir / KEY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise ConfigError(f"cannot read the mesh key in {path}: {exc}") from exc
+
+
 def read_config_file(data_dir: Path) -> dict[str, Any]:
     path = data_dir / "config.toml"
     if not path.is_file():
@@ -345,8 +367,10 @@ SOURCES = {
     "allow_hosts": ("HERD_ALLOW_HOSTS", "allow_hosts"),
     "cors_origins": ("HERD_CORS_ORIGINS", "cors_origins"),
     "mflux_python": ("HERD_MFLUX_PYTHON", "mflux_python"),
+    "mesh_key": ("HERD_MESH_KEY", "mesh_key"),
+    "api_keys": ("HERD_API_KEYS", "api_keys"),
 }
-STRING_SOURCES = ("host", "node_id", "mesh", "ollama_url", "log_level", "mflux_python")
+STRING_SOURCES = ("host", "node_id", "mesh", "ollama_url", "log_level", "mflux_python", "mesh_key")
 
 
 def _origin(name: str, source: str, path: Path) -> str:
@@ -358,6 +382,7 @@ def _origin(name: str, source: str, path: Path) -> str:
             "mdns": "--no-mdns",
             "allow_hosts": "--allow-host",
             "cors_origins": "--cors-origin",
+            "api_keys": "--api-key",
         }
         return flags.get(name, "--" + name.replace("_", "-"))
     return env_name if source == "env" else f"'{key}' in {path}"
@@ -397,6 +422,8 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
     allow_hosts = _strings(values["allow_hosts"], origin["allow_hosts"]) if "allow_hosts" in values else ()
     max_memory = _gb(values["max_memory_gb"], origin["max_memory_gb"]) if "max_memory_gb" in values else None
     cors_origins = _strings(values["cors_origins"], origin["cors_origins"]) if "cors_origins" in values else ()
+    api_keys = _strings(values["api_keys"], origin["api_keys"]) if "api_keys" in values else ()
+    mesh_key = text.get("mesh_key", "").strip() or read_key_file(data_dir)
     ollama_url = normalise_ollama_url(text["ollama_url"], origin["ollama_url"]) if "ollama_url" in text else None
     mdns = _bool(values["mdns"], origin["mdns"]) if "mdns" in values else True
     if flags.get("no_mdns"):
@@ -419,5 +446,7 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
         if "image_models" in file_values
         else {},
         mflux_python=str(Path(text["mflux_python"]).expanduser()) if text.get("mflux_python") else None,
+        mesh_key=mesh_key or None,
+        api_keys=api_keys,
         extra={k: v for k, v in file_values.items() if k in EXTRA_KEYS},
     )

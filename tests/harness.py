@@ -99,7 +99,7 @@ class Peer:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"peer {self.node_id} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            return httpx.get(self.url + "/mesh/ping", timeout=1).status_code == 200
+            return httpx.get(self.url + "/mesh/peers", timeout=1).status_code == 200
 
         wait_until(ready, timeout, what=f"peer {self.node_id} to answer")
 

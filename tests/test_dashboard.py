@@ -74,7 +74,8 @@ def test_report_covers_every_peer_and_names_the_missing_ones() -> None:
     assert set(report["by_node"]) == {"alpha", "charlie", "unknown"} and report["by_tag"]["blog"]["total"] == 1
     assert (report["p50_generation_ms"], report["p95_generation_ms"]) == (1000, 3000)
     assert [e["job_id"] for e in report["recent"]] == ["b2", "b1", "a1"]
-    assert sum(b["ok"] + b["failed"] for b in report["timeline"]) == 3 and len(report["timeline"]) == 24
+    assert sum(b["ok"] + b["failed"] for b in report["timeline"]) == 3
+    assert len(report["timeline"]) == 25 and report["timeline"][1]["start"] % 3600 == 0  # on the hour, 24 h + now
     everything = stats.report(answers, {}, kind=None, now=NOW, window_s=DAY)
     assert everything["total"] == 4 and everything["by_model"]["llama3"]["total"] == 1
 
@@ -90,6 +91,19 @@ def test_timeline_puts_rows_in_their_bucket() -> None:
     rows = stats.union({"a": [first, last]})
     buckets = stats.timeline(rows, now=NOW, window_s=DAY)
     assert (buckets[0]["ok"], buckets[-1]["failed"]) == (1, 1) and buckets[0]["p50_ms"] == 1000
+
+
+WINDOWS = [(1, 300, 13), (24, 3600, 25), (168, 21600, 29), (720, 86400, 31)]  # hours, bucket width, bars
+
+
+@pytest.mark.parametrize(("hours", "width", "bars"), WINDOWS)
+def test_every_window_gets_round_buckets_on_the_viewers_clock(hours: int, width: int, bars: int) -> None:
+    """The axis of "requests over time" goes 8 PM, 9 PM, ... (or local midnights), never 07:49 PM then 01:49 AM."""
+    cest = 7200.0
+    buckets = stats.timeline([], now=NOW, window_s=hours * 3600.0, tz_offset_s=cest)
+    starts = [b["start"] for b in buckets]
+    assert len(buckets) == bars and all(b - a == width for a, b in zip(starts, starts[1:], strict=False))
+    assert all((s + cest) % width == 0 for s in starts) and starts[0] <= NOW - hours * 3600 < starts[1]
 
 
 def test_shared_rows_sends_the_newest_and_says_when_it_cut(tmp_path: Path) -> None:
@@ -110,7 +124,8 @@ def caps(*, models: dict | None = None, pressure: str = "normal", cpu: float = 1
          **sections: Any) -> dict:  # fmt: skip
     system = {"chip": "Apple M3 Ultra", "memory_total_gb": 192.0, "memory_available_gb": 100.0,
               "memory_pressure": pressure, "cpu_percent": cpu}  # fmt: skip
-    return {"version": version, "system": system, "image": {"models": models or {}, "queue": {}}, **sections}
+    return {"version": version, "system": system, "image": {"models": models or {}, "queue": {}},
+            "security": {"mesh_key": True}, **sections}  # fmt: skip
 
 
 MFLUX = {"z-image-turbo": {"installed": True, "cached": True, "loaded": False}}
@@ -173,6 +188,99 @@ def test_jobs_of_every_kind_get_their_badge() -> None:
     assert health.queue_counts(state) == {"image": 2, "llm": 1, "embed": 1, "stt": 1}
 
 
+def test_every_check_says_what_to_do() -> None:
+    cached = {"installed": True, "cached": True, "weights": "cached"}
+    studio = caps(models={"z-image-turbo": cached})
+    studio["image"]["speed"] = {"ms_per_mp_step": {"z-image-turbo": 900.0},
+                                "prior_ms_per_mp_step": {"z-image-turbo": 300.0}}  # fmt: skip
+    mini = caps(models={"z-image-turbo": {"installed": True, "cached": False, "weights": "missing"},
+                        "flux-dev": {"installed": True, "weights": "downloading", "download": [2, 5]},
+                        "qwen-image": {"installed": True, "weights": "missing"}})  # fmt: skip
+    mini["system"]["memory_total_gb"] = 16.0
+    del mini["security"]  # an older peer says nothing about a key: an open mesh
+    mini |= {"storage": {"data_dir": {"free_gb": 1.5, "total_gb": 500.0}},
+             "llm": {"ollama": {"reachable": False}, "models": []}, "stt": {"models": []}}  # fmt: skip
+    peers = [health.PeerSnapshot("studio", "http://s", "up", True, studio),
+             health.PeerSnapshot("mini", "http://m", "up", capabilities=mini, clock_skew_s=-7.5)]  # fmt: skip
+    failures = {"studio": {"failed": 4, "total": 5, "last_error": "mflux exited with code 1"},
+                "mini": {"failed": 1, "total": 9, "last_error": "x"}}  # fmt: skip
+    verdict = health.assess(peers, settings={}, now=NOW, failures=failures,
+                            mdns=health.Mdns(enabled=True, heard=frozenset(), running_for_s=60))  # fmt: skip
+    failing = {c["id"] for c in verdict["checks"] if not c["ok"]}
+    assert failing == {"weights", "memory_fit", "speed", "clocks", "multicast", "mesh_key", "disk", "ollama",
+                       "whisper", "failures"}  # fmt: skip
+    advice = "\n".join(verdict["recommendations"])
+    assert "peer mini is downloading the weights of flux-dev (2 of 5 files)" in advice
+    assert "peer mini has no weights for z-image-turbo, which other peers use" in advice  # not qwen: nobody uses it
+    assert "peer mini is too small for z-image-turbo (about 19 GB) at q8" in advice and '"quantize": 4' in advice
+    assert "peer studio runs z-image-turbo 3.0x slower than a Mac with its chip should" in advice
+    assert "peer mini's clock is 7.5 s behind studio's" in advice and "Set time and date automatically" in advice
+    assert "multicast (mDNS) does not seem to work" in advice and "--peer" in advice
+    assert "the mesh is open (no mesh key on mini)" in advice and "`herd key generate`" in advice
+    assert "peer mini's data dir is on a nearly full disk (1.5 GB free of 500 GB)" in advice
+    assert "no peer has an LLM" in advice and "`ollama serve`" in advice
+    assert "no peer can transcribe" in advice and "herd-mesh[stt]" in advice
+    assert "peer studio failed 4 of its last 5 jobs in the last hour (last: mflux exited with code 1)" in advice
+    assert "peer mini failed" not in advice  # 1 of 9 is no pattern
+    assert all(": " in line for line in verdict["recommendations"])  # what is wrong: what to do
+    assert verdict["nodes"][1]["clock_skew_s"] == -7.5 and verdict["nodes"][1]["mesh_key"] is False
+
+
+def test_a_healthy_mesh_passes_every_check() -> None:
+    good = caps(models={"z-image-turbo": {"installed": True, "cached": True, "weights": "cached"}},
+                llm={"ollama": {"reachable": True}, "models": ["llama3.2"]}, stt={"models": ["tiny.en"]},
+                storage={"data_dir": {"free_gb": 200.0, "total_gb": 500.0}})  # fmt: skip
+    peers = [health.PeerSnapshot("a", "http://a", "up", True, good),
+             health.PeerSnapshot("b", "http://b", "up", capabilities=good, clock_skew_s=0.3)]  # fmt: skip
+    verdict = health.assess(peers, settings={}, now=NOW, failures={"a": {"failed": 1, "total": 40}},
+                            mdns=health.Mdns(enabled=True, heard=frozenset({"b"}), running_for_s=600))  # fmt: skip
+    assert verdict["recommendations"] == [] and len(verdict["checks"]) >= 17
+    assert all(c["ok"] and c["title"] for c in verdict["checks"])
+
+
+def test_failures_are_counted_per_peer_from_their_own_jobs_and_their_attempts() -> None:
+    rows = stats.union({"a": [
+        row(NOW - 30, entry="a", job="1", node="bravo", status="failed", error="mflux exited with code 1"),
+        row(NOW - 20, entry="a", job="2", node="charlie", attempts=[{"node": "bravo", "reason": "unreachable: x"}]),
+        row(NOW - 10, entry="a", job="3", node="bravo"),
+        row(NOW - 5, entry="a", job="4", node=None, status="rejected", error="unknown image model 'sdxl'"),
+    ]})  # fmt: skip
+    seen = stats.failures_by_peer(rows)
+    assert seen["bravo"] == {"failed": 2, "total": 3, "last_error": "unreachable: x"}
+    assert seen["charlie"] == {"failed": 0, "total": 1, "last_error": None}
+    listed = stats.failures(rows)
+    assert [f["job_id"] for f in listed] == ["1"] and listed[0]["error"] == "mflux exited with code 1"
+    assert stats.failure_reason("image generation failed on every peer tried (a: boom; b: bang)") == (
+        "image generation failed on every peer tried"
+    )
+    assert stats.failure_reason("mflux exited with code 137") == "mflux exited with code N"
+
+
+def test_routing_is_explained_from_the_routers_own_words() -> None:
+    ran = row(NOW, entry="alpha", job="j", node="bravo",
+              reason="queue 0.0s + run 4.1s + load 2.0s; charlie 9.3s; delta switched off; echo no flux-dev",
+              attempts=[{"node": "foxtrot", "reason": "unreachable: ConnectError", "status": "502"}])  # fmt: skip
+    route = stats.explain_route(stats.clean_row(ran) or {})
+    assert route["options"][0] == {"node": "bravo", "chosen": True, "estimate": "queue 0.0s + run 4.1s + load 2.0s"}
+    assert {"node": "charlie", "chosen": False, "estimate": "9.3s"} in route["options"]
+    lines = route["explanation"]
+    assert lines[0] == "entered the mesh at alpha" and "tried foxtrot: unreachable: ConnectError" in lines
+    assert "the next best: charlie (9.3s)" in lines
+    assert "could not run it: delta (switched off), echo (no flux-dev)" in lines and lines[-1] == "it ran on bravo"
+    refused = stats.explain_route(stats.clean_row(row(NOW, entry="a", job="r", node=None, status="rejected",
+                                                      error="unknown image model 'sdxl'")) or {})  # fmt: skip
+    assert "refused before routing: unknown image model 'sdxl'" in refused["explanation"]
+
+
+def test_trends_count_throughput_per_bucket_by_node_and_model() -> None:
+    rows = stats.union({"a": [row(NOW - 7200 + 10 * i, entry="a", job=f"x{i}", node=f"n{i % 10}") for i in range(20)]
+                        + [row(NOW - 60, entry="a", job="f", status="failed")]})  # fmt: skip
+    trend = stats.trends(rows, now=NOW, window_s=DAY)
+    assert trend["bucket_s"] == 3600 and len(trend["starts"]) == 25
+    assert len(trend["by_node"]) == 9 and "other" in trend["by_node"]  # the 8 busiest, the rest summed
+    assert sum(sum(v) for v in trend["by_node"].values()) == 20 and sum(trend["by_model"]["z-image-turbo"]) == 20
+
+
 # -- real peers ----------------------------------------------------------------------------------------------------
 def wait_for_capabilities(mesh: Mesh) -> None:
     """Listed up is not enough to route: each peer must also have fetched the others' state documents."""
@@ -203,8 +311,8 @@ def test_any_peer_answers_for_the_whole_mesh_names_the_missing_and_survives_rest
     assert whole["nodes_missing"] == [] and whole["by_tag"]["c"]["total"] == 2
     assert set(whole["by_node"]) <= {"alpha", "bravo"} and whole["timeline"][-1]["ok"] == 4
     assert elapsed_ms < 1000, f"mesh-wide stats took {elapsed_ms:.0f} ms"
-    local = charlie.get("/dashboard/api/image-stats?scope=local").json()
-    assert local["total"] == 2 and local["nodes_answered"] == ["charlie"]
+    local = charlie.get("/dashboard/api/image-stats?scope=local").json()  # charlie's own file: copies of all
+    assert local["total"] == 4 and local["nodes_answered"] == ["charlie"]
     every = alpha.get("/dashboard/api/stats").json()
     assert every["kinds"]["image"]["total"] == 4 and every["kinds"]["llm"]["total"] == 0
     assert alpha.get("/dashboard/api/stats?kind=image&hours=1").json()["total"] == 4
@@ -219,12 +327,12 @@ def test_any_peer_answers_for_the_whole_mesh_names_the_missing_and_survives_rest
     bravo.kill()
     wait_until(lambda: alpha.statuses().get("bravo") == "down", 5, what="bravo down on alpha")
     partial = alpha.get("/dashboard/api/image-stats").json()
-    assert partial["total"] == 3 and partial["nodes_answered"] == ["alpha", "charlie"]
+    assert partial["total"] == 4 and partial["nodes_answered"] == ["alpha", "charlie"]  # bravo's from the copies
     assert [m["node_id"] for m in partial["nodes_missing"]] == ["bravo"] and partial["nodes_missing"][0]["reason"]
     verdict = alpha.get("/dashboard/api/health").json()
     assert verdict["peers"] == {"up": 2, "suspect": 0, "down": 1} and verdict["status"] == "degraded"
     assert any(r.startswith("peer bravo unreachable for") for r in verdict["recommendations"]), verdict
-    assert verdict["last_24h"]["image"]["total"] == 3 and verdict["stats_nodes_missing"][0]["node_id"] == "bravo"
+    assert verdict["last_24h"]["image"]["total"] == 4 and verdict["stats_nodes_missing"][0]["node_id"] == "bravo"
     charlie_node = next(n for n in verdict["nodes"] if n["node_id"] == "charlie")
     assert charlie_node["image_models"] == [] and charlie_node["cpu_percent"] is not None
 

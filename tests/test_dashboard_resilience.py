@@ -117,8 +117,11 @@ class Watched:
         assert self.console_errors == [], self.console_errors
 
 
-def open_dashboard(browser: Any, peer: Peer, *, bootstrap: str | None = None, wait: bool = True) -> Watched:
-    """The page under the strict CSP, every uncaught error, console error, dialog and CSP violation recorded."""
+def open_dashboard(
+    browser: Any, peer: Peer, *, bootstrap: str | None = None, wait: bool = True, query: str = ""
+) -> Watched:
+    """The page under the strict CSP, every uncaught error, console error, dialog and CSP violation recorded.
+    `query`: "?events=0" makes the page poll, as it does when the event stream is not available."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     w = Watched(page)
     page.on("pageerror", lambda exc: w.uncaught.append(str(exc)))
@@ -135,8 +138,8 @@ def open_dashboard(browser: Any, peer: Peer, *, bootstrap: str | None = None, wa
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         route.fulfill(response=response, body=body, headers={**headers, "content-security-policy": CSP})
 
-    page.route(peer.url + "/dashboard", serve)
-    page.goto(peer.url + "/dashboard")
+    page.route(lambda url: url.split("?")[0] == peer.url + "/dashboard", serve)
+    page.goto(peer.url + "/dashboard" + query)
     if wait:
         page.wait_for_selector(".card[data-node='real'] .pill.up", timeout=5000)
         page.wait_for_selector(f".card[data-node='{FAKE_ID}'] .pill.up", timeout=5000)
@@ -160,7 +163,7 @@ def test_a_hostile_peer_is_drawn_with_coerced_values_and_its_markup_as_text(real
     assert page.locator("#queues tr.job.image", has_text=FAKE_ID).count() == 1  # kind falls back to its section
     assert page.locator("#queues tr.job.llm", has_text=EVIL).count() == 1
     assert EVIL in page.inner_text("#recent")  # the fake peer's request record, model and tags as text
-    assert page.locator("#tiles .tile").count() == 8 and page.locator("#chart-timeline svg rect").count() >= 1
+    assert page.locator("#tiles .tile").count() == 9 and page.locator("#chart-timeline svg rect").count() >= 1
     assert "whole mesh" in page.inner_text("#stats-window")
     assert page.locator(".card[data-node='real'] .model").count() >= 1  # the real peer's card is whole
     assert page.locator(".panel-error").count() == 0
@@ -198,7 +201,7 @@ def test_the_bootstrap_draws_a_hostile_peer_and_a_malformed_bootstrap_is_survive
 
 
 def test_a_panel_that_throws_shows_a_note_while_the_others_draw_and_polls_go_on(real: Peer, browser: Any) -> None:
-    w = open_dashboard(browser, real)
+    w = open_dashboard(browser, real, query="?events=0")  # the pollers: what the page falls back to
     page = w.page
     page.evaluate("""() => {
         window.__latency = window.latencyChart;
@@ -271,7 +274,7 @@ def test_junk_api_answers_are_coerced_not_trusted(real: Peer, browser: Any) -> N
     page.on("pageerror", lambda exc: w.uncaught.append(str(exc)))
     page.on("console", lambda msg: w.console_errors.append(msg.text) if msg.type == "error" else None)
     page.add_init_script(WATCH)
-    page.goto(real.url + "/dashboard")
+    page.goto(real.url + "/dashboard?events=0")  # every answer from the JSON API, junk included
     page.wait_for_selector("#advice code", timeout=5000)
     page.wait_for_selector("#setting-image_generation", timeout=5000)
     page.wait_for_selector("#chart-timeline svg", timeout=5000)

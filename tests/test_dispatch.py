@@ -56,6 +56,17 @@ def test_a_move_goes_to_the_named_peer_once_and_is_not_a_failure() -> None:
     assert stolen.moves == MAX_MOVES and not stolen.movable  # and not forever
 
 
+def test_a_move_never_sends_a_job_back_to_a_peer_that_failed_it() -> None:
+    """b ran out of memory on it; c, busy, answers "try b": the job goes to the next peer, not back to b."""
+    attempts = Attempts()
+    attempts.pick(choices("b", "c", "d"))
+    attempts.record(EngineFailed("b", "out of memory"))
+    attempts.pick(choices("b", "c", "d"))
+    attempts.record(Refused("c", 503, "busy", Reason.BUSY, redirect_to="b"))
+    assert attempts.pick(choices("b", "c", "d")).node_id == "d"  # type: ignore[union-attr]
+    assert "b" in attempts.avoid  # and the peers it is sent to are told not to name b either
+
+
 @pytest.mark.parametrize(
     ("status", "reason", "verdict"),
     [

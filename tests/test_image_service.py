@@ -87,3 +87,28 @@ def test_malformed_jobs_count_as_zero_seconds_but_still_count(job: dict[str, Any
 def test_a_document_that_is_not_an_object() -> None:
     for state in (None, "up", [], 5):
         assert view_from_state("bravo", "up", state, is_self=True, now=NOW).installed == frozenset()  # type: ignore[arg-type]
+
+
+def test_the_view_cache_gives_what_reading_every_document_gives() -> None:
+    """Decisions reuse what they read from a document until it is replaced; the running jobs' remaining time
+    still follows the clock."""
+    from herd_mesh.core.views import MeshSnapshot, PeerState, ViewCache
+
+    def doc(waiting: int, started: float | None) -> dict[str, Any]:
+        job = {"job_id": "r1", "estimate_s": 10.0, **({"started_at": started} if started is not None else {})}
+        return {"image": {"enabled": True, "models": {"z-image-turbo": {"installed": True}},
+                          "queue": {"running": [job], "waiting": [{"job_id": f"w{i}", "estimate_s": 5.0}
+                                                                  for i in range(waiting)]}},
+                "llm": {"enabled": {"llm": True}, "models": ["qwen3:8b"], "loaded": [], "active": [{}] * waiting},
+                "system": {"memory_available_gb": 30}}  # fmt: skip
+
+    cache = ViewCache()
+    peers = (PeerState("a", "up", doc(1, NOW - 4), is_self=True), PeerState("b", "up", doc(2, None)))
+    for now in (NOW, NOW + 3, NOW + 30):
+        cached, plain = MeshSnapshot(now, "a", peers, cache), MeshSnapshot(now, "a", peers)
+        assert cached.image_views == plain.image_views
+        assert cached.model_facts("llm") == plain.model_facts("llm")
+    assert [v.backlog_s for v in MeshSnapshot(NOW + 3, "a", peers, cache).image_views] == [5.0 + 3.0, 10.0 + 10.0]
+    changed = (peers[0], PeerState("b", "suspect", doc(0, None)))  # a new document, and a new status
+    assert MeshSnapshot(NOW, "a", changed, cache).image_views == MeshSnapshot(NOW, "a", changed).image_views
+    assert MeshSnapshot(NOW, "a", changed, cache).image_views[1].status == "suspect"

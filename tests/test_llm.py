@@ -169,20 +169,26 @@ def test_tags_and_outcomes_are_recorded(pair: tuple[Peer, Peer, Fleet], closing:
     client.embeddings.create(model="nomic-embed-text", input="x", extra_headers={"X-Herd-Tags": "search"})
     a.post("/api/chat", json={"model": "nope:1b", "messages": []})
 
-    def rows(peer: Peer) -> list[dict]:
+    def rows(peer: Peer, own: bool = True) -> list[dict]:
+        """The peer's own records (`own`), or its copies of other peers' records too."""
+        where = "kind != 'image'" + (" AND source IS NULL" if own else "")
         with sqlite3.connect(peer.data_dir / "herd.db") as db:
             db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute("SELECT * FROM requests WHERE kind != 'image' ORDER BY id")]
+            return [dict(r) for r in db.execute(f"SELECT * FROM requests WHERE {where} ORDER BY id")]
 
-    recorded = wait_until(lambda: rows(a) if len(rows(a)) >= 3 else None, 5, what="the three records (written off "
-                          "the event loop)")  # fmt: skip
+    def written() -> list[dict] | None:  # the last of the three is there: so are the others (written in order)
+        found = rows(a)
+        return found if any(r["model"] == "nope:1b" for r in found) else None
+
+    recorded = wait_until(written, 5, what="the three records (written off the event loop)")
     chat = next(r for r in recorded if json.loads(r["tags"]) == ["project-x", "nightly", "batch"])
     assert chat["kind"] == "llm" and chat["node"] == "bravo" and chat["entry_node"] == "alpha"
     assert chat["status"] == "ok" and chat["model"] == "qwen3:8b" and chat["generation_ms"] > 0
     embed = next(r for r in recorded if json.loads(r["tags"]) == ["search"])
     assert embed["kind"] == "embeddings" and embed["node"] == "alpha"
-    assert any(r["status"] == "failed" and r["model"] == "nope:1b" for r in recorded)
-    assert not [r for r in rows(b) if r["entry_node"] == "alpha"]  # recorded once, by the entry peer
+    assert any(r["status"] == "rejected" and r["model"] == "nope:1b" for r in recorded)  # refused before routing
+    assert all(r["source"] == "alpha" for r in rows(b, own=False) if r["entry_node"] == "alpha")  # recorded by alpha;
+    # bravo keeps copies of alpha's records (docs/dashboard.md), never records of its own for them
 
 
 def test_bad_requests_get_clear_json_errors(pair: tuple[Peer, Peer, Fleet]) -> None:
@@ -281,3 +287,24 @@ def test_a_stream_that_breaks_after_the_first_byte_ends_with_an_error_event(
         for _ in chunks:
             pass
     assert "broke off" in broken.value.message and survivor in broken.value.message
+
+
+def test_a_running_stream_shows_its_tokens_so_far(fleet: Fleet, mesh: Mesh) -> None:
+    """The dashboard's LLM rows show model, tokens so far and elapsed time: the peer serving a stream counts
+    what went by and advertises it while it runs."""
+    standin = fleet.standin("solo", "qwen3:8b", "qwen3:8b", chunk_delay=0.3)
+    a = mesh.add("alpha", ollama_url=standin.url)
+    wait_for_models(a, {"qwen3:8b"})
+    words = " ".join(f"w{i}" for i in range(20))  # the stand-in echoes it, a word a chunk, 0.3 s apart
+    body = {"model": "qwen3:8b", "messages": [{"role": "user", "content": words}], "stream": True}
+    with httpx.stream("POST", a.url + "/api/chat", json=body, timeout=30) as response:
+        lines = response.iter_lines()
+        next(lines)
+
+        def tokens() -> int:
+            active = a.get("/mesh/state").json()["llm"]["active"]
+            return int(active[0].get("tokens", 0)) if active else 0
+
+        assert wait_until(lambda: tokens() >= 2, 10, what="the running stream's token count to grow")
+        assert sum(1 for _ in lines) >= 1
+    wait_until(lambda: not a.get("/mesh/state").json()["llm"]["active"], 10, what="the finished stream to go")

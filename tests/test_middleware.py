@@ -1,4 +1,5 @@
-"""The body limit, through the app factory: only the audio upload paths take bodies over 1 MB."""
+"""The body limit, through the app factory: only the audio upload paths and whole conversations (chat) take
+bodies over 1 MB."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from herd_mesh.web.app import UPLOAD_PATHS
-from herd_mesh.web.middleware.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
+from herd_mesh.web.app import CONVERSATION_PATHS, UPLOAD_PATHS
+from herd_mesh.web.middleware.body_limit import MAX_BODY_BYTES, MAX_CONVERSATION_BYTES, BodyLimitMiddleware
 from herd_mesh.web.middleware.client_limit import ClientLimitMiddleware
 from tests.inprocess import until
 
@@ -28,8 +29,9 @@ async def _size(request: Request) -> Response:
 @pytest.fixture
 def client() -> TestClient:
     """The middleware alone, in front of routes that only count the body they were let read."""
-    routes = [Route(path, _size, methods=["POST"]) for path in ("/api/chat", *UPLOAD_PATHS)]
-    app = Starlette(routes=routes, middleware=[Middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS)])
+    routes = [Route(path, _size, methods=["POST"]) for path in ("/api/embed", "/v1/messages", *UPLOAD_PATHS)]
+    middleware = Middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS, conversation_paths=CONVERSATION_PATHS)
+    app = Starlette(routes=routes, middleware=[middleware])
     return TestClient(app)
 
 
@@ -40,11 +42,20 @@ def multipart(size: int) -> dict:
 @pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=x", "application/json"])
 def test_json_routes_refuse_over_1_mb_whatever_the_content_type(client: TestClient, content_type: str) -> None:
     body = b'{"model": "m", "prompt": "' + b"x" * (MAX_BODY_BYTES + MB // 10) + b'"}'
-    response = client.post("/api/chat", content=body, headers={"Content-Type": content_type})
-    assert response.status_code == 413 and "larger than 1024 KB" in response.json()["error"]
-    streamed = client.post("/api/chat", content=iter([body[: MB // 2], body[MB // 2 :]]))  # no Content-Length
+    response = client.post("/api/embed", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 413 and "larger than 1 MB" in response.json()["error"]
+    streamed = client.post("/api/embed", content=iter([body[: MB // 2], body[MB // 2 :]]))  # no Content-Length
     assert streamed.status_code == 413
-    assert client.post("/api/chat", **multipart(MB // 2)).status_code == 200
+    assert client.post("/api/embed", **multipart(MB // 2)).status_code == 200
+
+
+def test_a_long_conversation_fits_but_not_an_endless_one(client: TestClient) -> None:
+    """An agent sends its whole conversation every turn (Claude Code's reach megabytes)."""
+    turn = b'{"model": "m", "messages": [{"role": "user", "content": "' + b"x" * (5 * MB) + b'"}]}'
+    assert client.post("/v1/messages", content=turn, headers={"Content-Type": "application/json"}).status_code == 200
+    endless = b"x" * (MAX_CONVERSATION_BYTES + MB)
+    response = client.post("/v1/messages", content=endless, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "larger than 32 MB" in response.json()["error"]
 
 
 @pytest.mark.parametrize("path", UPLOAD_PATHS)

@@ -222,8 +222,13 @@ def test_one_peer_serves_a_real_image_end_to_end(peer: Peer, real_anima: tuple[P
     record = json.loads(raw[len(png_metadata.USER_COMMENT_PREFIX) :])
     assert (record["model"], record["seed"], record["steps"], record["guidance"]) == (MODEL, 42, 1, 1.0)
 
-    state = peer.get("/mesh/state").json()["image"]
-    assert state["models"][MODEL]["weights"] == "cached"
-    assert f"{MODEL}@8" in state["memory"]["peak"]  # the real run's peak, learned for the memory check
+    def state() -> dict[str, Any]:
+        return dict(peer.get("/mesh/state").json()["image"])
+
+    learned = wait_until(
+        lambda: f"{MODEL}@8" in state()["memory"]["peak"], 10, what="the run's peak to be advertised"
+    )
+    assert learned  # the real run's peak memory, learned for the memory check
+    assert state()["models"][MODEL]["weights"] == "cached"
     with httpx.Client() as client:  # and the record of it
         assert client.get(peer.url + f"/api/jobs/{request_id}").json()["state"] == "done"

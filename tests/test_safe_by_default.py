@@ -174,7 +174,7 @@ async def test_a_full_queue_refuses_more_with_retry_after(tmp_path: Path) -> Non
             await until(lambda: sum(c.done() for c in calls) == 40 - MAX_WAITING_JOBS - 1, 10, "the overflow")
             refused = [c.result() for c in calls if c.done()]
             assert all(r.status_code == 503 and r.headers["Retry-After"] for r in refused)
-            assert "full" in refused[0].json()["error"] and refused[0].json()["attempts"][0]["node"] == "a"
+            assert all("full" in r.json()["error"] for r in refused)  # the mesh's queues, then a's own
             assert (await client.get("/mesh/ping")).status_code == 200
             engine.release()
             done = await asyncio.gather(*calls)

@@ -307,3 +307,30 @@ def test_the_core_stays_pure() -> None:
         module = importlib.import_module(f"herd_mesh.core.{info.name}")
         names = {getattr(v, "__name__", "").split(".")[0] for v in vars(module).values()}
         assert not names & forbidden, info.name
+
+
+def test_priors_that_prove_pessimistic_do_not_starve_the_unmeasured_peers() -> None:
+    """The first peer measured runs 18x faster than the catalogue said: the others, not yet measured, are
+    judged by the same correction, so an idle one gets the next job instead of a queue at the measured one."""
+    prior = {"z-image-turbo": 18_000.0}
+    measured = PeerView("measured", installed=frozenset({"z-image-turbo"}), ms_per_unit={"z-image-turbo": 1_000.0},
+                        prior_ms_per_unit=prior, loaded=frozenset({"z-image-turbo"}), backlog_s=3.0)  # fmt: skip
+    fresh = PeerView("fresh", installed=frozenset({"z-image-turbo"}), prior_ms_per_unit=prior, prior_load_s=0.5)
+    work = Work.image("z-image-turbo", 1024, 1024, 4, "j")
+    assert rank([measured, fresh], work, rng=random.Random(0))[0].node_id == "fresh"
+    assert scheduling.prior_calibration([measured, fresh], "z-image-turbo") == pytest.approx(1 / 18)
+    slower = PeerView("slow", installed=frozenset({"z-image-turbo"}), ms_per_unit={"z-image-turbo": 30_000.0},
+                      prior_ms_per_unit=prior)  # fmt: skip
+    assert scheduling.prior_calibration([slower, fresh], "z-image-turbo") == 1.0  # never pessimism on top
+
+
+def test_an_idle_peer_without_room_never_steals_a_job() -> None:
+    prior = {"z-image-turbo": 18_000.0}
+    busy = PeerView("busy", installed=frozenset({"z-image-turbo"}), ms_per_unit={"z-image-turbo": 1_000.0},
+                    prior_ms_per_unit=prior, loaded=frozenset({"z-image-turbo"}))  # fmt: skip
+    queue = [Work.image("z-image-turbo", 1024, 1024, 4, f"j{i}") for i in range(6)]
+    roomy = PeerView("roomy", installed=frozenset({"z-image-turbo"}), prior_ms_per_unit=prior, transfer_s=0.05)
+    assert steal_pick(busy, queue, roomy, running_left_s=4.0) is not None
+    capped = PeerView("capped", installed=frozenset({"z-image-turbo"}), prior_ms_per_unit=prior, transfer_s=0.05,
+                      memory_cap_gb=4.0)  # fmt: skip
+    assert steal_pick(busy, queue, capped, running_left_s=4.0) is None

@@ -1,7 +1,7 @@
 """The `herd` command (also `herd-node` and `python -m herd_mesh`).
 
 Bare `herd [peer options]` starts a peer, exactly as it always has; `herd COMMAND ...` runs a command for people:
-one module per command group (serve, generate, info, doctor, service, menubar). Commands that talk to the mesh
+one module per command group (serve, generate, info, doctor, service, menubar, key). Commands that talk to the mesh
 use `herd_mesh.client`; only `serve` builds a peer.
 """
 
@@ -18,12 +18,14 @@ COMMANDS = {
     "generate": "generate",
     "peers": "info",
     "status": "info",
-    "models": "info",
+    "models": "models",  # the table (from info), and `models pull|rm`
     "settings": "info",
     "stats": "info",
     "doctor": "doctor",
     "service": "service",
     "menubar": "menubar",
+    "mcp": "mcp",
+    "key": "key",
 }
 _SERVE_NAMES = ("EXIT_CONFIG", "EXIT_PORT_IN_USE", "bind_socket", "build_parser", "run")
 

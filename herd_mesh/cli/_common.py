@@ -22,10 +22,15 @@ def add_client_options(p: argparse.ArgumentParser) -> None:
         "found over mDNS]",
     )
     p.add_argument("--mesh", help="the mesh to look for over mDNS [HERD_MESH; default 'default']")
+    p.add_argument(
+        "--api-key",
+        help="a key for peers that need one [HERD_API_KEY; on a member Mac its own peer gets the data dir's mesh "
+        "key]",
+    )
 
 
 def client(args: argparse.Namespace, *, timeout: float | None = 30.0) -> Client:
-    return Client(args.url, mesh=args.mesh, timeout=timeout)
+    return Client(args.url, mesh=args.mesh, timeout=timeout, api_key=getattr(args, "api_key", None))
 
 
 def error(message: str) -> None:

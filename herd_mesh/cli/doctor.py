@@ -27,6 +27,7 @@ from typing import Any, Literal
 import httpx
 
 from .. import config as config_mod
+from ..client._common import PROBE_PATH, identity
 from ..client._discovery import browse
 from ..config import Config
 from ..core import catalogue
@@ -111,6 +112,22 @@ def check_image_engine(mflux_python: str | None, found: Sequence[str]) -> Check 
             "or set mflux_python in config.toml",
         )
     return None
+
+
+def check_mesh_key(cfg: Config) -> Check:
+    """Is the mesh closed to Macs without its key?"""
+    from ..core.signing import fingerprint
+
+    if cfg.mesh_key:
+        source = "in " + str(cfg.key_file) if cfg.key_file.is_file() else "from --mesh-key or HERD_MESH_KEY"
+        return Check("ok", f"mesh key set ({source}; fingerprint {fingerprint(cfg.mesh_key)}): only Macs with it "
+                           "are members")  # fmt: skip
+    return Check(
+        "warn",
+        "the mesh is open: anyone on this network can join it, send it work and change its settings",
+        "run `herd key generate` on one Mac, `herd key set <key>` on the others (`herd key show` prints it), "
+        "then restart the peers",
+    )
 
 
 def check_local_models(models: Mapping[str, catalogue.ImageModel]) -> list[Check]:
@@ -274,14 +291,14 @@ def check_port(cfg: Config, ping: Callable[[str], httpx.Response] | None = None)
                 f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}",
                 "check --host (an address of this machine) and --port",
             ), None
-    ping = ping or (lambda u: httpx.get(u + "/mesh/ping", timeout=PROBE_TIMEOUT_S, trust_env=False))
+    ping = ping or (lambda u: httpx.get(u + PROBE_PATH, timeout=PROBE_TIMEOUT_S, trust_env=False))
     others: list[str] = []
     wildcard = cfg.host in ("0.0.0.0", "", "::")  # then a peer on any one address of this machine blocks it
     elsewhere = listeners(cfg.port) if wildcard else []
     for url in [local_url(cfg), *(f"http://{a}:{cfg.port}" for a in elsewhere)]:
         try:
-            doc = ping(url).json()
-        except (httpx.HTTPError, ValueError):
+            doc = identity(ping(url))
+        except httpx.HTTPError:
             continue
         if not isinstance(doc, dict) or not doc.get("node_id"):
             continue
@@ -373,7 +390,7 @@ def peers_seen(cfg: Config, local: str | None, browse_s: float = 2.5) -> tuple[C
 
 def clock_offset(url: str, get: Callable[[str], httpx.Response] | None = None) -> float | None:
     """The peer's clock minus ours, in seconds (its ping's `now` when it sends one, else its Date header)."""
-    get = get or (lambda u: httpx.get(u + "/mesh/ping", timeout=PROBE_TIMEOUT_S, trust_env=False))
+    get = get or (lambda u: httpx.get(u + PROBE_PATH, timeout=PROBE_TIMEOUT_S, trust_env=False))
     before = time.time()
     try:
         response = get(url)
@@ -382,7 +399,7 @@ def clock_offset(url: str, get: Callable[[str], httpx.Response] | None = None) -
     after = time.time()
     theirs: float | None = None
     try:
-        doc = response.json()
+        doc = identity(response) or response.json()
         if isinstance(doc, dict) and isinstance(doc.get("now"), int | float):
             theirs = float(doc["now"])
     except ValueError:
@@ -450,6 +467,7 @@ def run_checks(cfg: Config) -> Iterator[Check]:
         yield check_whisper(whisper if isinstance(whisper, str) else None)
     except Exception as exc:  # noqa: BLE001
         yield _crashed("Whisper", exc)
+    yield check_mesh_key(cfg)
     yield check_multicast(cfg)
     local: str | None = None
     try:

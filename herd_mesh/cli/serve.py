@@ -29,6 +29,8 @@ COMMANDS_EPILOG = """commands (`herd COMMAND --help` for each):
   herd serve [options]          start a peer (the same as `herd [options]`)
   herd generate "prompt" -o out.png   make images on the mesh, with progress
   herd peers | status | models  the mesh at a glance
+  herd models pull|rm NAME      download or delete an Ollama model on one Mac
+  herd mcp                      the mesh's tools for agents (MCP over stdio)
   herd settings get|set         mesh-wide settings
   herd stats [--hours N]        what the mesh did lately
   herd doctor                   check this machine and explain what to fix
@@ -102,6 +104,21 @@ def add_peer_options(p: argparse.ArgumentParser) -> None:
         metavar="GB",
         help="the most memory herd-mesh's engines may use on this Mac (protects a laptop used for work); an "
         "image job that needs more goes elsewhere [HERD_MAX_MEMORY_GB; default: no limit beyond the machine's]",
+    )
+    p.add_argument(
+        "--mesh-key",
+        metavar="KEY",
+        help="the mesh's shared secret: peers sign every call with it and ignore peers without it; settings "
+        "changes need it [HERD_MESH_KEY; default: <data-dir>/mesh.key if `herd key generate` made one, else an "
+        "open mesh]",
+    )
+    p.add_argument(
+        "--api-key",
+        dest="api_keys",
+        action="append",
+        metavar="KEY",
+        help="a key clients must send (Authorization: Bearer KEY) to use this peer; repeatable "
+        "[HERD_API_KEYS, comma-separated; default: no API keys]",
     )
     p.add_argument("--log-level", choices=config_mod.LOG_LEVELS, help="[HERD_LOG_LEVEL; default info]")
 
@@ -190,6 +207,8 @@ def peer_flags(args: argparse.Namespace) -> dict[str, Any]:
         "max_memory_gb": args.max_memory_gb,
         "allow_hosts": tuple(args.allow_hosts or ()),
         "cors_origins": tuple(args.cors_origins or ()),
+        "mesh_key": args.mesh_key,
+        "api_keys": tuple(args.api_keys or ()),
     }
 
 

@@ -31,7 +31,9 @@ Kind = Literal["launchd", "systemd"]
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 _SYSTEMD_PLAIN = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
 # flag name in `serve.peer_flags` -> the option that sets it, where it is not `--` + the name with dashes
-_OPTION = {"peers": "--peer", "no_mdns": "--no-mdns", "allow_hosts": "--allow-host", "cors_origins": "--cors-origin"}
+_OPTION = {"peers": "--peer", "no_mdns": "--no-mdns", "allow_hosts": "--allow-host", "cors_origins": "--cors-origin",
+           "api_keys": "--api-key"}  # fmt: skip
+_KEPT_OUT = ("mesh_key",)  # never on a command line (`ps` shows it to every user): kept in <data-dir>/mesh.key
 
 
 def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -60,7 +62,7 @@ def peer_argv(flags: Mapping[str, Any]) -> list[str]:
     argv: list[str] = []
     for name, value in flags.items():
         option = _OPTION.get(name, "--" + name.replace("_", "-"))
-        if value is None or value == () or value is False:
+        if value is None or value == () or value is False or name in _KEPT_OUT:
             continue
         if value is True:
             argv.append(option)
@@ -284,6 +286,11 @@ def main(argv: Sequence[str], *, manager: ServiceManager | None = None, env: Map
         error(str(exc))
         return 2
     service = manager.render(peer_argv(flags), data_dir=cfg.data_dir, env=captured_env(env))
+    if flags.get("mesh_key") and not args.dry_run:
+        from .key import save_key
+
+        save_key(cfg.key_file, str(flags["mesh_key"]))
+        print(f"saved the mesh key in {cfg.key_file}, where the service reads it")
     if args.dry_run:
         print(f"# {service.path}", file=sys.stderr)
         print(service.text, end="" if service.text.endswith("\n") else "\n")

@@ -18,6 +18,7 @@ from ._client import Audio, ErrorFactory, audio_upload, lost, new_request_id
 from ._common import DEFAULT_MODEL, DEFAULT_TIMEOUT_S, LOCAL_URL, PROBE_TIMEOUT_S, SHORT_TIMEOUT_S, Retry, Target
 from ._discovery import Found, browse
 from ._errors import NoPeerFound
+from ._manage import Progress, delete_body, finished, progress_line, pull_body, pull_broke
 from ._models import ChatResult, Embeddings, ImageResult, Job, ModelInfo, PeerInfo, Transcript
 from ._streams import AsyncChatStream
 
@@ -42,6 +43,7 @@ class AsyncClient:
         timeout: float | None = DEFAULT_TIMEOUT_S,
         discovery_timeout: float = 2.0,
         failover: bool = True,
+        api_key: str | None = None,
     ) -> None:
         """See `Client`."""
         self.mesh = common.mesh_name(mesh)
@@ -49,7 +51,9 @@ class AsyncClient:
         self._discovery_timeout = discovery_timeout
         self._failover = failover
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=common.CONNECT_TIMEOUT_S), trust_env=False
+            timeout=httpx.Timeout(timeout, connect=common.CONNECT_TIMEOUT_S),
+            trust_env=False,
+            auth=common.key_auth(api_key),
         )
         self._lock: asyncio.Lock | None = None
         self._target: Target | None = None
@@ -78,7 +82,7 @@ class AsyncClient:
 
     async def _probe(self, url: str) -> str | None:
         try:
-            response = await self._http.get(url + "/mesh/ping", timeout=PROBE_TIMEOUT_S)
+            response = await self._http.get(url + common.PROBE_PATH, timeout=PROBE_TIMEOUT_S)
         except httpx.HTTPError:
             return None
         return common.ping_node(response, self.mesh)
@@ -267,6 +271,32 @@ class AsyncClient:
         )
         return common.transcript(response)
 
+    # -- Ollama models: pull and delete, where asked ----------------------------------------------------------------
+    async def pull_model(
+        self, model: str, *, node: str | None = None, on_progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """See `Client.pull_model`."""
+        response = await self._send("POST", "/api/pull", Retry.UNSENT, json=pull_body(model, node), stream=True)
+        where = response.headers.get("X-Fleet-Node")
+        last = None
+        try:
+            async for line in response.aiter_lines():
+                progress = progress_line(line, where)
+                if progress is not None:
+                    last = progress
+                    if on_progress is not None:
+                        on_progress(progress)
+        except httpx.TransportError as exc:
+            raise pull_broke(where, exc) from exc
+        finally:
+            await response.aclose()
+        return finished(last, where)
+
+    async def delete_model(self, model: str, *, node: str, confirm: bool = False) -> dict[str, Any]:
+        """See `Client.delete_model`."""
+        response = await self._send("POST", "/api/delete", Retry.UNSENT, json=delete_body(model, node, confirm))
+        return common.json_object(response)
+
     # -- the mesh ----------------------------------------------------------------------------------------------------
     async def peers(self) -> list[PeerInfo]:
         """See `Client.peers`."""
@@ -303,4 +333,4 @@ class AsyncClient:
 
     async def ping(self) -> Mapping[str, Any]:
         """See `Client.ping`."""
-        return await self._get("/mesh/ping")
+        return common.identity_of(await self._get(common.PROBE_PATH))

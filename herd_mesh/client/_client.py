@@ -18,6 +18,7 @@ from . import _common as common
 from ._common import DEFAULT_MODEL, DEFAULT_TIMEOUT_S, LOCAL_URL, PROBE_TIMEOUT_S, SHORT_TIMEOUT_S, Retry, Target
 from ._discovery import Found, browse
 from ._errors import NoPeerFound, RequestFailed
+from ._manage import Progress, delete_body, finished, progress_line, pull_body, pull_broke
 from ._models import ChatResult, Embeddings, ImageResult, Job, ModelInfo, PeerInfo, Transcript
 from ._streams import ChatStream
 
@@ -75,15 +76,21 @@ class Client:
         timeout: float | None = DEFAULT_TIMEOUT_S,
         discovery_timeout: float = 2.0,
         failover: bool = True,
+        api_key: str | None = None,
     ) -> None:
         """`url`: a peer (`http://studio.local:11435`, `studio.local`); `timeout`: seconds to wait for an answer
         (None: forever); `discovery_timeout`: how long to listen for mDNS announcements; `failover`: move to
-        another peer when this one goes away."""
+        another peer when this one goes away; `api_key`: for a mesh whose peers need one (`HERD_API_KEY`; on a
+        member Mac, the mesh key in its data dir is sent to its own peer)."""
         self.mesh = common.mesh_name(mesh)
         self._explicit = common.explicit_target(url)
         self._discovery_timeout = discovery_timeout
         self._failover = failover
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=common.CONNECT_TIMEOUT_S), trust_env=False)
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=common.CONNECT_TIMEOUT_S),
+            trust_env=False,
+            auth=common.key_auth(api_key),
+        )
         self._lock = threading.Lock()
         self._target: Target | None = None
         self._alternates: list[Found] = []
@@ -113,7 +120,7 @@ class Client:
 
     def _probe(self, url: str) -> str | None:
         try:
-            return common.ping_node(self._http.get(url + "/mesh/ping", timeout=PROBE_TIMEOUT_S), self.mesh)
+            return common.ping_node(self._http.get(url + common.PROBE_PATH, timeout=PROBE_TIMEOUT_S), self.mesh)
         except httpx.HTTPError:
             return None
 
@@ -310,6 +317,35 @@ class Client:
         response = self._send("POST", "/api/transcribe", Retry.UNSENT, files={"audio": (name, data)}, data=fields)
         return common.transcript(response)
 
+    # -- Ollama models: pull and delete, where asked ----------------------------------------------------------------
+    def pull_model(
+        self, model: str, *, node: str | None = None, on_progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Download an Ollama model onto the peer `node`, or, with none, onto the one the mesh picks (most free
+        memory, then disk). `on_progress` gets each of Ollama's progress lines (`status`, `digest`, `total`,
+        `completed`) as it arrives. Returns the last line (`{"status": "success"}`) and `node`, where it is now."""
+        response = self._send("POST", "/api/pull", Retry.UNSENT, json=pull_body(model, node), stream=True)
+        where = response.headers.get("X-Fleet-Node")
+        last = None
+        try:
+            for line in response.iter_lines():
+                progress = progress_line(line, where)
+                if progress is not None:
+                    last = progress
+                    if on_progress is not None:
+                        on_progress(progress)
+        except httpx.TransportError as exc:
+            raise pull_broke(where, exc) from exc
+        finally:
+            response.close()
+        return finished(last, where)
+
+    def delete_model(self, model: str, *, node: str, confirm: bool = False) -> dict[str, Any]:
+        """Delete an Ollama model from the peer `node`. Models are never deleted without the user's confirmation:
+        pass `confirm=True` once they gave it (without it, the mesh refuses with `RequestFailed`, 400)."""
+        response = self._send("POST", "/api/delete", Retry.UNSENT, json=delete_body(model, node, confirm))
+        return common.json_object(response)
+
     # -- the mesh ----------------------------------------------------------------------------------------------------
     def peers(self) -> list[PeerInfo]:
         """Every peer of the mesh as the answering peer sees it, itself included."""
@@ -340,5 +376,5 @@ class Client:
         return common.json_object(response)
 
     def ping(self) -> Mapping[str, Any]:
-        """The answering peer's identity and load (`/mesh/ping`)."""
-        return self._get("/mesh/ping")
+        """The answering peer's identity and state: node id, mesh, url, `now` (its clock) and `capabilities`."""
+        return common.identity_of(self._get(common.PROBE_PATH))

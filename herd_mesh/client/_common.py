@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -67,22 +68,71 @@ def explicit_target(url: str | None, env: Mapping[str, str] | None = None) -> Ta
     return None
 
 
+def loopback(host: str) -> bool:
+    """This Mac itself (127.0.0.0/8, ::1, localhost): the only place the data dir's mesh key is sent."""
+    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+
+
+KEY_FILE = "mesh.key"  # where `herd key generate` keeps the mesh key, in the peer's data dir
+
+
+class KeyAuth(httpx.Auth):
+    """Sends a key as `Authorization: Bearer`: an API key (`api_key=`, `HERD_API_KEY`) to any peer; the mesh key
+    found in this Mac's data dir only to this Mac's own peer, since plain HTTP would show it to the network."""
+
+    def __init__(self, api_key: str | None, local_key: str | None) -> None:
+        self._api_key = api_key
+        self._local_key = local_key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        key = self._api_key or (self._local_key if loopback(request.url.host) else None)
+        if key and "authorization" not in request.headers:
+            request.headers["Authorization"] = f"Bearer {key}"
+        yield request
+
+
+def key_auth(api_key: str | None, env: Mapping[str, str] | None = None) -> KeyAuth:
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("HERD_DATA_DIR") or "~/.herd-mesh").expanduser()
+    try:
+        local = (data_dir / KEY_FILE).read_text().strip() or None
+    except OSError:
+        local = None
+    return KeyAuth(api_key or env.get("HERD_API_KEY") or None, local)
+
+
 def mesh_name(mesh: str | None, env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     return mesh or env.get("HERD_MESH") or DEFAULT_MESH
 
 
+PROBE_PATH = "/mesh/peers"  # the one `/mesh/` call a peer answers without the mesh key
+
+
 def ping_node(response: httpx.Response, mesh: str) -> str | None:
-    """The node id in a `/mesh/ping` answer, when it is a herd peer of `mesh`."""
+    """The node id in a `/mesh/peers` answer, when it is a herd peer of `mesh`."""
+    doc = identity(response)
+    return None if doc is None or doc.get("mesh") != mesh else str(doc["node_id"])
+
+
+def identity_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """`/mesh/peers`, already read -> the answering peer's own entry (see `identity`)."""
+    peers = doc.get("peers")
+    own = next((p for p in peers if isinstance(p, dict) and p.get("self")), {}) if isinstance(peers, list) else {}
+    return {**own, "node_id": doc.get("self"), "mesh": doc.get("mesh"), "now": own.get("last_seen")}
+
+
+def identity(response: httpx.Response) -> dict[str, Any] | None:
+    """The answering peer as `/mesh/peers` describes itself: node id, mesh, url, its clock (`now`) and state."""
     if response.status_code != 200:
         return None
     try:
         doc = response.json()
     except ValueError:
         return None
-    if not isinstance(doc, dict) or doc.get("mesh") != mesh or not isinstance(doc.get("node_id"), str):
+    if not isinstance(doc, dict) or not isinstance(doc.get("self"), str) or not isinstance(doc.get("peers"), list):
         return None
-    return str(doc["node_id"])
+    return identity_of(doc)
 
 
 def transport_failure(exc: httpx.TransportError) -> tuple[bool, str]:

@@ -134,7 +134,7 @@ class Attempts:
             self.moves += 1
             if outcome.stolen:
                 self.left.add(outcome.node)
-            if outcome.to not in self.left:
+            if outcome.to not in self.avoid:  # a move never sends it back to a peer that failed it
                 self.excluded.discard(outcome.to)  # a peer that was busy when asked may take it now it is idle
                 self.prefer = outcome.to
             self.movable = self.moves < MAX_MOVES  # more than once, never back to a queue it left, not forever
@@ -147,7 +147,17 @@ class Attempts:
             self.failures.append(Failure(outcome.node, f"unreachable: {outcome.message}"))
         else:
             self.failures.append(Failure(outcome.node, outcome.message))
+        # The peers whose queue the job left gave it away; they did not fail it. Now that the peer it went to has
+        # failed (cut off by a partition, say), going back to one is failover, not ping-pong: without this, an
+        # entry peer whose job an idle peer took would give up while it could still run the job itself.
+        self.excluded -= self.left - {f.node for f in self.failures}
+        self.left.clear()
         return Verdict.RETRY
+
+    @property
+    def avoid(self) -> frozenset[str]:
+        """Peers a move must not name: the queues the job left, and the peers that failed it (not only busy)."""
+        return frozenset(self.left | {f.node for f in self.failures if f.reason is not Reason.BUSY})
 
     @property
     def attempts(self) -> int:

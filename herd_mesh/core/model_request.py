@@ -61,11 +61,13 @@ def _text(value: Any) -> str:
 
 
 def _prompt(body: dict[str, Any]) -> str:
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        if users:
-            return _text(users[-1].get("content"))[:MAX_RECORDED_PROMPT_CHARS]
+    """The last user message (chat, Anthropic's messages, a Responses `input` list), else the prompt or input."""
+    for key in ("messages", "input"):
+        items = body.get(key)
+        if isinstance(items, list):
+            users = [m for m in items if isinstance(m, dict) and m.get("role") == "user"]
+            if users:
+                return _text(users[-1].get("content"))[:MAX_RECORDED_PROMPT_CHARS]
     for key in ("prompt", "input"):
         if key in body:
             return _text(body[key])[:MAX_RECORDED_PROMPT_CHARS]
@@ -73,7 +75,8 @@ def _prompt(body: dict[str, Any]) -> str:
 
 
 def parse_llm_request(raw: bytes, *, default_stream: bool, tags_header: str | None = None) -> LlmRequest:
-    """A chat, generate, embed or show body: it must be a JSON object; `model` a string, `stream` a boolean."""
+    """A chat, generate, embed, show, messages or responses body: it must be a JSON object; `model` a string,
+    `stream` a boolean."""
     body = parse_json_object(raw)
     stream = body.get("stream", default_stream)
     if stream is None:
@@ -81,7 +84,7 @@ def parse_llm_request(raw: bytes, *, default_stream: bool, tags_header: str | No
     if not isinstance(stream, bool):
         raise RequestError(f"'stream' must be true or false, got {json.dumps(stream)}")
     for key in ("messages",):
-        if key in body and not isinstance(body[key], list):
+        if key in body and not (isinstance(body[key], list) and all(isinstance(m, dict) for m in body[key])):
             raise RequestError(f'\'{key}\' must be a list of {{"role", "content"}} objects')
     return LlmRequest(
         model=_model(body, "model", "name"),

@@ -26,6 +26,7 @@ class Identity:
     url: str
     boot_id: str
     started_at: float = 0.0
+    key_fingerprint: str = ""  # the mesh key's public fingerprint ("" in an open mesh): peers with another ignore us
 
     def headers(self) -> dict[str, str]:
         return {H_NODE: self.node_id, H_MESH: self.mesh, H_URL: self.url, H_BOOT: self.boot_id}

@@ -23,6 +23,7 @@ from .rng import Rng
 from .work import Choice, PeerView, Sent, Work
 
 UNKNOWN_PEER_FACTOR = 0.25  # speed assumed for a peer that advertises no figure for a model (x M3 Ultra)
+MIN_CALIBRATION = 0.02  # priors are never believed more than 50x too pessimistic (dimensionless)
 TIE_FRACTION = 0.02  # completion times within 2% of each other count as a tie (dimensionless)
 TIE_S = 0.01  # ... or within 10 ms (seconds), for near-zero times
 MAX_REDIRECTS = 1  # a job is redirected at most this often on arrival, so it can never ping-pong
@@ -63,6 +64,37 @@ def ms_per_unit(peer: PeerView, model: str) -> float:
     if prior is not None and prior > 0:
         return prior
     return speed.prior_ms_per_mp_step(model, UNKNOWN_PEER_FACTOR)
+
+
+def prior_calibration(peers: Iterable[PeerView], model: str) -> float:
+    """How far the hardware priors are off for `model`, from the peers that measured it: the median of measured
+    over prior. Only ever below 1: priors that prove pessimistic make the unmeasured peers look faster, so they
+    get a job and a measurement (optimism for the unmeasured), instead of every job queueing at the one peer
+    that happened to be measured first."""
+    ratios = sorted(
+        measured / prior
+        for peer in peers
+        if (measured := peer.ms_per_unit.get(model)) and (prior := peer.prior_ms_per_unit.get(model))
+        and measured > 0 and prior > 0
+    )  # fmt: skip
+    if not ratios:
+        return 1.0
+    return max(MIN_CALIBRATION, min(1.0, ratios[len(ratios) // 2]))
+
+
+def calibrated(peers: Iterable[PeerView], model: str) -> list[PeerView]:
+    """The peers with `prior_calibration` applied to the speed of those that have not measured `model`."""
+    peers = list(peers)
+    ratio = prior_calibration(peers, model)
+    if ratio >= 1.0:
+        return peers
+    out = []
+    for peer in peers:
+        prior = peer.prior_ms_per_unit.get(model)
+        if model not in peer.ms_per_unit and prior:
+            peer = replace(peer, ms_per_unit={**peer.ms_per_unit, model: prior * ratio})
+        out.append(peer)
+    return out
 
 
 def run_seconds(peer: PeerView, work: Work) -> float:
@@ -124,7 +156,7 @@ def rank(peers: Iterable[PeerView], work: Work, *, sent: Iterable[Sent] = (), rn
     `sent` is the decider's own ledger: work it sent that an advertisement may not show yet. A job any peer
     advertises is already in that peer's backlog, so it is not counted twice.
     """
-    peers = list(peers)
+    peers = calibrated(peers, work.model)
     advertised = frozenset().union(*(p.job_ids for p in peers))
     pending = [s for s in sent if s.job_id not in advertised]
     scored: list[tuple[int, float, str, str]] = []
@@ -172,8 +204,10 @@ def redirect_target(
     """
     if hops >= MAX_REDIRECTS:
         return None
-    here = replace(here, transfer_s=0.0)
-    candidates = [p for p in others if p.node_id != here.node_id and p.status == "up"]
+    here, *candidates = calibrated(
+        [replace(here, transfer_s=0.0), *(p for p in others if p.node_id != here.node_id and p.status == "up")],
+        work.model,
+    )
     ranked = rank(candidates, work, sent=sent, rng=rng)
     if not ranked:
         return None

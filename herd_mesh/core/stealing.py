@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .ranking import can_serve, expected_completion_s, explain, load_seconds, run_seconds, tie_band
+from .ranking import (
+    calibrated,
+    eligible,
+    expected_completion_s,
+    explain,
+    load_seconds,
+    run_seconds,
+    tie_band,
+)
 from .rng import Rng
 from .work import Handover, PeerView, Work
 
@@ -82,9 +90,10 @@ def steal_pick(
     finishes = queue_finish_s(here, queue, running_left_s)
     best: Handover | None = None
     for index, (work, here_s) in enumerate(zip(queue, finishes, strict=True)):
-        if work.job_id in pinned or not can_serve(thief, work.model):
+        if work.job_id in pinned or not eligible(thief, work):  # installed, switched on, and room in memory
             continue
-        there_s = expected_completion_s(thief, work)
+        _, calibrated_thief = calibrated([here, thief], work.model)  # an unmeasured thief, judged fairly
+        there_s = expected_completion_s(calibrated_thief, work)
         gain = here_s - there_s
         if gain < max(STEAL_MIN_GAIN_S, STEAL_GAIN_FRACTION * here_s):
             continue

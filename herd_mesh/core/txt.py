@@ -35,6 +35,7 @@ class Summary:
     llm_models: int = 0
     llm_loaded: int = 0
     stt: bool = False
+    key: str = ""  # the mesh key's fingerprint (`signing.fingerprint`), never the key; "" in an open mesh
     proto: int = PROTOCOL_VERSION
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -63,6 +64,8 @@ def encode(s: Summary) -> dict[str, str]:
         "llm": f"{s.llm_models}/{s.llm_loaded}",
         "stt": "1" if s.stt else "0",
     }
+    if s.key:
+        props["kf"] = s.key
     for key, value in props.items():
         if len(key) + 1 + len(value.encode()) > MAX_ENTRY_BYTES:
             raise TxtError(f"TXT entry {key!r} is over {MAX_ENTRY_BYTES} bytes")
@@ -130,6 +133,7 @@ def decode(raw: TxtProperties) -> Summary:
         llm_models=llm_models,
         llm_loaded=llm_loaded,
         stt=_text(raw, "stt") == "1",
+        key=(_text(raw, "kf") or "")[:32],
         proto=proto,
     )
 

@@ -7,9 +7,10 @@ non-negative as absent, and nothing here raises.
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -32,6 +33,29 @@ class PeerState:
     url: str = ""
 
 
+class ViewCache:
+    """What was read from each peer's document, kept while that document (the same object) is current: a peer's
+    document changes only when it is fetched again, so a decision re-reads only what changed. Parsing every
+    document for every decision cost ~20 us a peer, most of a decision at 50 peers (docs/benchmarks.md)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[Mapping[str, Any], str, bool, Any]] = {}
+
+    def get(self, key: str, peer: PeerState, make: Callable[[PeerState, str], Any]) -> Any:
+        """`make(peer, key)`, or what it gave for this very document before."""
+        entry = self._entries.get((key, peer.node_id))
+        if entry is not None and entry[0] is peer.document and entry[1] == peer.status and entry[2] == peer.is_self:
+            return entry[3]
+        value = make(peer, key)
+        self._entries[(key, peer.node_id)] = (peer.document, peer.status, peer.is_self, value)
+        return value
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop what belongs to peers no longer in the mesh."""
+        for key in [k for k in self._entries if k[1] not in keep]:
+            del self._entries[key]
+
+
 @dataclass(frozen=True)
 class MeshSnapshot:
     """The mesh as one decision sees it: every peer (this one first) at one `now`."""
@@ -39,24 +63,29 @@ class MeshSnapshot:
     now: float
     me: str
     peers: tuple[PeerState, ...]
+    cache: ViewCache | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def image_views(self) -> list[PeerView]:
         """Every peer that advertises an image section, as the image scheduler sees it (built once)."""
-        return [image_view(p.node_id, p.status, p.document, is_self=p.is_self, now=self.now) for p in self.peers
-                if isinstance(p.document.get("image"), dict)]  # fmt: skip
+        out = []
+        for p in self.peers:
+            if not isinstance(p.document.get("image"), dict):
+                continue
+            if self.cache is None:
+                out.append(image_view(p.node_id, p.status, p.document, is_self=p.is_self, now=self.now))
+                continue
+            parsed: _ParsedImage = self.cache.get("image", p, _parse_image)
+            out.append(parsed.at(self.now))
+        return out
 
     def model_facts(self, kind: str) -> list[ModelFacts]:
         """Every peer that offers `kind` ("llm", "embeddings", "transcription" or "meta")."""
-        section = section_for(kind)
         out = []
         for peer in self.peers:
-            doc = peer.document.get(section)
-            if isinstance(doc, dict):
-                memory = _number(_object(peer.document.get("system")).get("memory_available_gb")) or 0.0
-                facts = facts_from_state(peer.node_id, peer.status, doc, kind=kind, memory_available_gb=memory,
-                                         is_self=peer.is_self)  # fmt: skip
-                out.append(replace(facts, other_jobs=other_work(peer.document, section)))
+            facts = self.cache.get(kind, peer, _facts) if self.cache else _facts(peer, kind)
+            if facts is not None:
+                out.append(facts)
         return out
 
     def holders(self, kind: str) -> dict[str, list[str]]:
@@ -77,6 +106,44 @@ class MeshSnapshot:
             for model in names:
                 named.setdefault(str(model), []).append(peer.node_id)
         return named
+
+
+def _facts(peer: PeerState, kind: str) -> ModelFacts | None:
+    section = section_for(kind)
+    doc = peer.document.get(section)
+    if not isinstance(doc, dict):
+        return None
+    memory = _number(_object(peer.document.get("system")).get("memory_available_gb")) or 0.0
+    facts = facts_from_state(peer.node_id, peer.status, doc, kind=kind, memory_available_gb=memory,
+                             is_self=peer.is_self)  # fmt: skip
+    return replace(facts, other_jobs=other_work(peer.document, section))
+
+
+@dataclass(frozen=True)
+class _ParsedImage:
+    """A peer's image view with its running jobs kept apart: their remaining time is the one thing that moves
+    with `now`."""
+
+    view: PeerView  # backlog_s holds only the waiting jobs' estimates
+    running: tuple[tuple[float, float], ...]  # (estimate_s, started_at) of each running job
+
+    def at(self, now: float) -> PeerView:
+        if not self.running:
+            return self.view
+        view = copy.copy(self.view)  # a frozen dataclass: copied, then its one moving field set
+        left = sum(max(0.0, estimate - max(0.0, now - started)) for estimate, started in self.running)
+        object.__setattr__(view, "backlog_s", self.view.backlog_s + left)
+        return view
+
+
+def _parse_image(peer: PeerState, _key: str = "image") -> _ParsedImage:
+    """`image_view` without the running jobs' remaining time (see `_ParsedImage.at`)."""
+    queue = _object(_object(peer.document.get("image")).get("queue"))
+    running = tuple((_number(j.get("estimate_s")) or 0.0, started) for j in _jobs(queue.get("running"))
+                    if (started := _number(j.get("started_at"))) is not None)  # fmt: skip
+    # at an infinite `now` the jobs with a start time have nothing left; those without count whole, as ever
+    view = image_view(peer.node_id, peer.status, peer.document, is_self=peer.is_self, now=math.inf)
+    return _ParsedImage(view, running)
 
 
 def section_for(kind: str) -> str:

@@ -23,14 +23,14 @@ from ..core.memory import fits, no_room_error
 from ..core.protocol import H_FORWARDED, H_JOB, H_REDIRECTABLE
 from ..core.ranking import can_serve, rank, redirect_target, sent_record, why_not
 from ..core.rng import Rng
-from ..core.views import MeshSnapshot
+from ..core.views import LIVE, MeshSnapshot
 from ..core.work import Choice, PeerView, Sent, Work
 from ..errors import EngineError, JobMoved, PeerRefused, PeerUnreachable, Reason, RequestError
 from ..mesh.clients import PeerClients, read_capped
-from ..services.image_service import ImageService
+from ..services.image_service import MAX_WAITING_JOBS, ImageService
 from .dispatcher import Dispatcher
 from .jobs import JobRecord, Jobs
-from .recorder import Recorder
+from .recorder import Recorder, outcome
 from .relay import while_alive
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 DEADLINE_S = 1800.0  # one overall deadline for a request, retries included
 MAX_PNG_BYTES = 64 * 1024 * 1024  # a peer's image answer larger than this is refused
 H_VISITED = "X-Herd-Visited"  # peers a forwarded job left: it never goes back to one of them
+MESH_FULL_RETRY_S = 10  # Retry-After when every queue that could take the job is full
 IGNORABLE = frozenset({"guidance", "negative_prompt"})  # what a peer may report as ignored
 
 
@@ -138,6 +139,24 @@ class ImageDispatch:
         raise RequestError(f"no peer in the mesh has {model} installed: {catalogue.INSTALL_HINT}", 404,
                            available=sorted(available), install=catalogue.INSTALL_COMMAND)  # fmt: skip
 
+    def check_room(self, model: str, snapshot: MeshSnapshot) -> None:
+        """503 at once when every peer that could run it has a full queue: the mesh sheds load openly instead
+        of letting the request wait out its deadline."""
+        able = [v for v in snapshot.image_views if v.status in LIVE and v.accepting and model in v.installed]
+        if not able:
+            return
+        capacity = sum(v.slots + MAX_WAITING_JOBS for v in able)
+        load = sum(len(v.job_ids) for v in able) + len(self._dispatcher.ledger.pending(snapshot.now))
+        if load >= capacity:
+            raise RequestError(f"the mesh is full: {load} image jobs are running or waiting on the "
+                               f"{len(able)} peer{'s' if len(able) > 1 else ''} with {model}; retry in a moment",
+                               503, reason=Reason.OVERLOADED, retry_after=MESH_FULL_RETRY_S)  # fmt: skip
+
+    async def rejected(self, body: Any, error: RequestError, *, job_id: str | None = None) -> None:
+        """A client's request refused as malformed before routing: recorded apart from the mesh's failures."""
+        self._recorder.rejected(kind="image", body=body, job_id=job_id or new_job_id(), error=error.message)
+        await self._recorder.settle()
+
     async def generate(
         self, req: ImageRequest, *, tags: tuple[str, ...] = (), job_id: str | None = None
     ) -> ImageResult:
@@ -148,7 +167,9 @@ class ImageDispatch:
         try:
             if not self.service.enabled:
                 raise switched_off("image generation", "image_generation")
-            self.check_model(req.model, self._dispatcher.snapshot())
+            snapshot = self._dispatcher.snapshot()
+            self.check_model(req.model, snapshot)
+            self.check_room(req.model, snapshot)
             seed = req.seed if req.seed is not None else self._rng.randint(0, MAX_SEED)  # the same image anywhere
             entry = _Entry(self, req.job(job_id, seed), started + DEADLINE_S, record)
             tried = await self._dispatcher.run(entry)
@@ -156,13 +177,17 @@ class ImageDispatch:
             cancelled = not isinstance(exc, Exception)
             error = "client disconnected" if cancelled else getattr(exc, "message", str(exc))
             self.jobs.finish(job_id, ok=False, error=error)
-            self._recorder.image(req, job_id, tags, status="cancelled" if cancelled else "failed", error=error)
+            status = outcome(exc, attempted=record.node is not None)
+            self._recorder.image(req, job_id, tags, status=status, error=error, job=record, exc=exc)
+            if status != "cancelled":
+                await self._recorder.settle()
             raise
         waited = int((time.monotonic() - started) * 1000) - tried.result.generation_ms
         result = replace(tried.result, queue_ms=max(tried.result.queue_ms, waited), moves=tried.attempts.moves,
                          reason=record.reason, request_id=job_id)  # fmt: skip
         self.jobs.finish(job_id, ok=True)
-        self._recorder.image(req, job_id, tags, status="ok", result=result)
+        self._recorder.image(req, job_id, tags, status="ok", result=result, tried=tried.attempts.report())
+        await self._recorder.settle()  # the answer leaves once its record is on the other peers too
         logger.info(
             "image %s %dx%d on %s in %d ms (queued %d ms, %d attempt%s, %.1f s total)",
             req.model, req.width, req.height, result.node, result.generation_ms, result.queue_ms,
@@ -278,14 +303,14 @@ class _Entry:
     async def here(self, attempts: Attempts, snapshot: MeshSnapshot) -> ImageResult:
         self._moved_to(self._dispatch.me, attempts)
         return await self._dispatch.run_local(self.job, snapshot, entry_node=self._dispatch.me,
-                                              movable=attempts.movable, visited=frozenset(attempts.left),
+                                              movable=attempts.movable, visited=attempts.avoid,
                                               attempts=attempts.attempts)  # fmt: skip
 
     async def there(self, node_id: str, attempts: Attempts, release: Callable[[], None]) -> ImageResult:
         self._moved_to(node_id, attempts)
         try:
             return await self._dispatch.forward(node_id, self.job, redirectable=attempts.movable,
-                                                visited=frozenset(attempts.left), attempts=attempts.attempts,
+                                                visited=attempts.avoid, attempts=attempts.attempts,
                                                 deadline=self._deadline)  # fmt: skip
         finally:
             release()

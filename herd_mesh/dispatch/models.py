@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 900.0  # a forwarded request may wait this long for its next chunk (cold loads take minutes)
 SETTING_FOR = {"llm": "llm", "embeddings": "embeddings", "transcription": "transcription"}
+# the APIs an older Ollama answers with its router's plain-text 404, and the version that serves each
+NEWER_APIS = {"/v1/messages": "0.14", "/v1/responses": "0.13.3"}
 WHAT = {"llm": "LLM chat", "embeddings": "embeddings", "transcription": "transcription", "meta": "model details"}
 
 
@@ -192,9 +194,15 @@ class ModelDispatch:
                 raise
             if response.status_code != 200:  # Ollama's own answer, passed on or retried elsewhere as it says
                 body = await read_capped(response, MAX_ERROR_BYTES, me, truncate=True)
-                raise PeerRefused(me, response.status_code, body, response.headers.get("content-type", ""))
+                content_type = response.headers.get("content-type", "")
+                if response.status_code == 404 and call.path in NEWER_APIS and "json" not in content_type:
+                    ollama = " ".join(filter(None, ("Ollama", service.version)))
+                    raise self._refuse(501, f"{ollama} on {me} does not serve {call.path}: it needs Ollama "
+                                       f"{NEWER_APIS[call.path]} or later", Reason.NO_ENGINE)  # fmt: skip
+                raise PeerRefused(me, response.status_code, body, content_type)
             content_type = _checked(me, response.headers.get("content-type", "application/json"))
-            reader = Reader(response.aiter_bytes(), framing(content_type), fail=fail)
+            reader = Reader(response.aiter_bytes(), framing(content_type), fail=fail,
+                            on_frames=lambda n: service.active.add_tokens(job_id, n))  # fmt: skip
             head = await reader.head()
         except BaseException:
             await stack.aclose()

@@ -15,7 +15,7 @@ import httpx
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..core.api_errors import stream_error_event
+from ..core.api_errors import ends_with_error, stream_error_event
 from ..errors import HerdError
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,10 @@ class Reader:
         *,
         fail: Callable[[str], Exception],
         alive: Callable[[], bool] | None = None,
+        on_frames: Callable[[int], None] | None = None,
     ) -> None:
         self._chunks = chunks
+        self._on_frames = on_frames  # told how many lines/events went by: a stream's tokens, near enough
         self.delimiter = delimiter
         self._fail = fail
         self._alive = alive
@@ -127,6 +129,8 @@ class Reader:
                 continue
             end = cut + len(self.delimiter)
             self._carry = buf[end:]
+            if self._on_frames is not None:
+                self._on_frames(buf.count(self.delimiter, 0, end))
             yield buf[:end]
 
 
@@ -165,13 +169,15 @@ class RelayResponse(StreamingResponse):
 
 
 def relay_response(
-    opened: Opened, *, headers: dict[str, str], on_end: Callable[[str, str | None], None]
+    opened: Opened, *, headers: dict[str, str], on_end: Callable[[str, str | None], None], api: str = "openai"
 ) -> StreamingResponse:
     """Stream the rest of `opened` to the client. `on_end(status, error)` runs once whatever happens: status is
-    "ok", "failed" (the stream broke, or the peer that ran it ended it with an error) or "cancelled"."""
+    "ok", "failed" (the stream broke, or the peer that ran it ended it with an error) or "cancelled". `api`: the
+    shape of the error event a broken stream ends with."""
     reader = opened.reader
     assert reader is not None
     delimiter = reader.delimiter
+    named = opened.head.startswith(b"event:")  # Anthropic's and the Responses API's SSE name their events
 
     async def relay() -> AsyncIterator[bytes]:
         status = "cancelled"
@@ -183,8 +189,9 @@ def relay_response(
                 last = frame
                 yield frame
             status, error = "ok", None
-            if delimiter is not None and last.removeprefix(b"data: ").startswith(b'{"error"'):
-                status, error = "failed", last.decode("utf-8", "replace").strip()[:300]  # ended by its runner
+            if delimiter is not None and ends_with_error(last, delimiter):
+                event = last.rstrip(b"\n").rsplit(delimiter, 1)[-1]
+                status, error = "failed", event.decode("utf-8", "replace").strip()[:300]  # ended by its runner
         except HerdError as exc:
             status = "failed"
             error = (
@@ -192,7 +199,7 @@ def relay_response(
                 "had already been sent"
             )
             logger.warning("%s", error)
-            yield stream_error_event(delimiter, error)
+            yield stream_error_event(delimiter, error, api=api, named=named)
         finally:
             await opened.close()
             on_end(status, error)

@@ -49,10 +49,11 @@ class OllamaClient:
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, path: str, *, content: bytes | AsyncIterator[bytes], content_type: str
+        self, path: str, *, content: bytes | AsyncIterator[bytes], content_type: str, method: str = "POST"
     ) -> AsyncIterator[httpx.Response]:
-        """POST and yield the response as soon as its headers arrive; the body is read by the caller."""
-        request = self._client.build_request("POST", path, content=content, headers={"Content-Type": content_type})
+        """POST (or `method`: Ollama deletes a model with DELETE) and yield the response as soon as its headers
+        arrive; the body is read by the caller."""
+        request = self._client.build_request(method, path, content=content, headers={"Content-Type": content_type})
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:

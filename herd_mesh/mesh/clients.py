@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 
+from ..core import signing
 from ..core.image_request import loads_finite
 from ..core.peer_table import PeerTable
 from ..core.protocol import Identity
@@ -41,6 +44,32 @@ def _unreachable(node_id: str, exc: httpx.HTTPError) -> PeerUnreachable:
 
 
 Transports = Callable[[], httpx.AsyncBaseTransport]  # makes the transport of each new client
+NOT_A_MEMBER = b'{"error": "answered without this mesh\'s key: not a member of this mesh"}'
+
+
+class MeshAuth(httpx.Auth):
+    """Signs every peer call with the mesh key (`core/signing.py`); a streamed body is signed as unsigned."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        body = signing.body_hash(request.content) if isinstance(request.stream, httpx.ByteStream) else None
+        target = request.url.raw_path.decode("ascii", "replace")
+        request.headers[signing.AUTH_HEADER] = signing.auth_value(
+            self._key, request.method, target, int(time.time()), secrets.token_hex(16), body or signing.UNSIGNED_BODY
+        )
+        yield request
+
+
+def answered_by_member(key: str | None, response: httpx.Response, body: bytes) -> bool:
+    """With a mesh key, only an answer signed with it (over our request's nonce) counts as a member's."""
+    if key is None:
+        return True
+    claim = signing.parse(response.request.headers.get(signing.AUTH_HEADER))
+    return claim is not None and signing.check_response(
+        key, claim.nonce, response.status_code, body, response.headers.get(signing.AUTH_HEADER)
+    )
 
 
 def network_transports(local_address: str | None) -> Transports:
@@ -55,15 +84,24 @@ def network_transports(local_address: str | None) -> Transports:
 
 
 class PeerClient:
-    def __init__(self, node_id: str, url: str, identity: Identity, transport: httpx.AsyncBaseTransport) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        url: str,
+        identity: Identity,
+        transport: httpx.AsyncBaseTransport,
+        key: str | None = None,
+    ) -> None:
         self.node_id = node_id
         self.url = url
+        self._key = key
         self._client = httpx.AsyncClient(
             base_url=url,
             headers=identity.headers(),
             timeout=timeout(30.0),
             trust_env=False,  # a corporate proxy must never sit between two Macs on a LAN
             transport=transport,
+            auth=MeshAuth(key) if key else None,
         )
 
     async def aclose(self) -> None:
@@ -97,6 +135,8 @@ class PeerClient:
                 raw = await read_capped(response, max_bytes, self.node_id)
         except httpx.HTTPError as exc:
             raise _unreachable(self.node_id, exc) from exc
+        if response.status_code == 200 and not answered_by_member(self._key, response, raw):
+            raise PeerRefused(self.node_id, 401, NOT_A_MEMBER)
         if response.status_code != 200:
             raise PeerRefused(self.node_id, response.status_code, raw, response.headers.get("content-type", ""))
         try:
@@ -167,8 +207,9 @@ class PeerClients:
     """The pool: one client per known peer (rebuilt when its address changes), and one per address being
     contacted before its node id is known (static peers, callers' claims)."""
 
-    def __init__(self, identity: Identity, table: PeerTable, transports: Transports) -> None:
+    def __init__(self, identity: Identity, table: PeerTable, transports: Transports, key: str | None = None) -> None:
         self._identity = identity
+        self._key = key  # the mesh key: every call is signed with it, and JSON answers must be
         self._table = table
         self._transports = transports  # tests route peers to in-process apps through this seam
         self._by_node: dict[str, PeerClient] = {}
@@ -185,7 +226,7 @@ class PeerClients:
             if client is not None:
                 self._close_later(client)
             client = self._by_url.pop(peer.url, None) or PeerClient(
-                node_id, peer.url, self._identity, self._transports()
+                node_id, peer.url, self._identity, self._transports(), self._key
             )
             client.node_id = node_id
             self._by_node[node_id] = client
@@ -194,7 +235,7 @@ class PeerClients:
     def for_url(self, url: str) -> PeerClient:
         client = self._by_url.get(url)
         if client is None:
-            client = self._by_url[url] = PeerClient(url, url, self._identity, self._transports())
+            client = self._by_url[url] = PeerClient(url, url, self._identity, self._transports(), self._key)
         return client
 
     async def discard_url(self, url: str) -> None:

@@ -7,6 +7,7 @@ liveness is not its job (see `liveness`): cached records outlive crashed peers b
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import time
@@ -26,6 +27,31 @@ RESOLVE_TIMEOUT_MS = 1500
 
 FoundCallback = Callable[[Summary, str], None]
 GoneCallback = Callable[[str], None]
+
+# A socket error that says the network is gone (cable out, Wi-Fi off, address removed), not that something broke.
+NETWORK_GONE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL, errno.ENODEV})
+
+
+class NetworkGoneInOneLine(logging.Filter):
+    """python-zeroconf reports a send that fails because the link is down (`[Errno 101] Network is unreachable`)
+    as a WARNING with a full traceback. That is the network, not a bug: this filter, on the "zeroconf" logger,
+    keeps the message and drops the traceback, so it is one line. Other errors keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, OSError) and exc.errno in NETWORK_GONE:
+            record.msg = f"{record.getMessage()} (mDNS resumes when the network is back)"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_network_errors() -> None:
+    """Install `NetworkGoneInOneLine` on zeroconf's logger, once per process."""
+    zeroconf_logger = logging.getLogger("zeroconf")
+    if not any(isinstance(f, NetworkGoneInOneLine) for f in zeroconf_logger.filters):
+        zeroconf_logger.addFilter(NetworkGoneInOneLine())
 
 
 class Discovery:
@@ -53,6 +79,7 @@ class Discovery:
         self._browser: AsyncServiceBrowser | None = None
         self._info: AsyncServiceInfo | None = None
         self._names: dict[str, str] = {}  # service name -> node id, for goodbyes
+        self.heard: set[str] = set()  # every peer ever resolved over mDNS (empty: multicast may not work here)
         self._complained: set[str] = set()
         self._last_announce = 0.0
         self._pending: Summary | None = None
@@ -75,6 +102,7 @@ class Discovery:
         )
 
     async def start(self, summary: Summary) -> None:
+        quiet_network_errors()
         self._azc = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
         self._browser = AsyncServiceBrowser(self._azc.zeroconf, [txt.SERVICE_TYPE], handlers=[self._on_change])
         self._info = self._service_info(summary)
@@ -160,6 +188,7 @@ class Discovery:
             logger.debug("record %s has no IPv4 address yet", name)
             return
         self._names[name] = summary.node_id
+        self.heard.add(summary.node_id)
         self._on_found(summary, f"http://{addresses[0]}:{info.port}")
 
 

@@ -42,6 +42,7 @@ class Membership:
         tasks: Tasks,
         probe_now: asyncio.Event,
         leaving: Callable[[], bool],
+        due: set[str] | None = None,
     ) -> None:
         self._me = identity
         self._table = table
@@ -49,11 +50,13 @@ class Membership:
         self._settings_sync = settings_sync
         self._tasks = tasks
         self._probe_now = probe_now  # liveness probes at once when set
+        self._due = due if due is not None else set()  # ... these peers first
         self._leaving = leaving
         self._verifying: set[tuple[str, str]] = set()  # (node id, url) claims being checked
         self.static_errors: dict[str, str] = {}  # static URL never reached -> why
         self._known_seen: dict[str, str] = {}  # node id -> the `known` digest of theirs we have acted on
         self._failed_urls: dict[str, float] = {}  # shared address -> when contacting it failed
+        self._foreign: set[str] = set()  # peers heard over mDNS with another mesh key (logged once)
 
     def knows(self, node_id: str) -> bool:
         return self._table.get(node_id) is not None
@@ -195,6 +198,10 @@ class Membership:
             if static:
                 self.static_errors[url] = f"belongs to mesh {ping.get('mesh')!r}, not {self._me.mesh!r}"
             return False
+        if str(ping.get("key") or "") != self._me.key_fingerprint:
+            if static:
+                self.static_errors[url] = "has another mesh key" if ping.get("key") else "has no mesh key"
+            return False
         self._table.discovered(node_id, url, now=time.time(), boot_id=str(ping.get("boot_id", "")), static=static)
         await self.on_ping(node_id, ping)
         return True
@@ -262,10 +269,18 @@ class Membership:
     def on_mdns_found(self, summary: txt.Summary, url: str) -> None:
         if self._leaving() or not valid_peer_url(url):
             return
+        if summary.key != self._me.key_fingerprint:  # another mesh key, or none: not one of us, never listed
+            if summary.node_id not in self._foreign:
+                self._foreign.add(summary.node_id)
+                mine = "ours" if self._me.key_fingerprint else "no key here"
+                logger.info("ignoring %s at %s: it has mesh key %s (%s)", summary.node_id, url,
+                            summary.key or "none", mine)  # fmt: skip
+            return
         peer = self._table.get(summary.node_id)
         is_new = peer is None or peer.url != url or peer.boot_id != summary.boot_id
         self._table.discovered(summary.node_id, url, now=time.time(), boot_id=summary.boot_id)
         if is_new or peer is None or summary.state_version != peer.state_version:
+            self._due.add(summary.node_id)
             self._probe_now.set()
 
     def on_mdns_gone(self, node_id: str) -> None:

@@ -28,6 +28,7 @@ from .tasks import Tasks
 
 logger = logging.getLogger(__name__)
 
+REBUILD_DEBOUNCE_S = 0.05  # changes this close together are advertised together
 METRICS_INTERVAL_S = 1.0  # how often CPU and memory are sampled and the state document rebuilt
 
 
@@ -70,6 +71,10 @@ class Node:
     def node_id(self) -> str:
         return self.identity.node_id
 
+    def mdns_heard(self) -> frozenset[str] | None:
+        """Peers heard over mDNS so far; None when mDNS is off (static peers only, on purpose)."""
+        return None if self._discovery is None else frozenset(self._discovery.heard)
+
     def ping(self) -> dict[str, Any]:
         return self.state.ping(leaving=self.leaving, settings_digest=self._settings.digest(),
                                known_digest=self.membership.known_digest())  # fmt: skip
@@ -111,6 +116,8 @@ class Node:
         while True:
             if not await self._changes.wait(METRICS_INTERVAL_S):
                 self.state.set_metrics(await asyncio.to_thread(self._machine.sample))
+            else:  # a burst of changes (requests starting and ending) makes one rebuild, not one each
+                await asyncio.sleep(REBUILD_DEBOUNCE_S)
             try:
                 self.state.rebuild()
                 await self._announce_if_meaningful()

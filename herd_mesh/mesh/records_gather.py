@@ -1,8 +1,11 @@
-"""Ask every peer for its own request records, all at once, for mesh-wide statistics.
+"""Mesh-wide statistics from this peer's copy of the mesh's records, topped up by every peer's own rows.
 
-Each request is recorded once, by its entry peer, so statistics need every peer's rows. A peer that is down is
-not asked; one that does not answer within GATHER_TIMEOUT_S is named in the reply with the reason. Answers are
-reused for CACHE_S, so a dashboard polling stats and health together costs one round of calls.
+Every record is copied to every peer (`records_sync.py`), so this peer's file alone holds the mesh's history,
+including that of Macs that are off now. To also count what has not been copied yet (a row recorded a moment
+ago, or while this peer was unreachable), every peer that is not down is asked, all at once, for the rows of
+requests that entered the mesh there. One that does not answer within GATHER_TIMEOUT_S is named in the reply
+with the reason; its rows are still counted from the copies here. Answers are reused for CACHE_S, so a
+dashboard asking for statistics and health together costs one round of calls.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .clients import PeerClients
 GATHER_TIMEOUT_S = 2.0  # a peer slower than this is left out of the statistics, and named
 CACHE_S = 1.0  # answers younger than this are reused
 MAX_ROWS_PER_PEER = 50_000  # the newest rows a peer sends; the reply lists peers that had more
+MAX_LOCAL_ROWS = 100_000  # the newest rows read from this peer's own copy
 MAX_RECORDS_BYTES = 16 * 1024 * 1024  # one peer's answer larger than this is refused
 
 
@@ -54,7 +58,7 @@ class MeshRecords:
             return gathered
 
     def _local(self, since: float) -> dict[str, Any]:
-        return shared_rows(self._records, since=since, limit=MAX_ROWS_PER_PEER, prompts=True)
+        return shared_rows(self._records, since=since, limit=MAX_LOCAL_ROWS, prompts=True)
 
     @staticmethod
     def _cut(node_id: str, answer: dict[str, Any]) -> frozenset[str]:
@@ -64,8 +68,8 @@ class MeshRecords:
         peers = self._table.all()
         asked = [p for p in peers if p.status != "down"]
         missing = {p.node_id: f"down: {p.last_error or 'not reachable'}" for p in peers if p.status == "down"}
-        path = f"/mesh/records?since={since!r}&limit={MAX_ROWS_PER_PEER}"
-        calls = [self._ask(p.node_id, path) for p in asked]
+        path = f"/mesh/records?since={since!r}&limit={MAX_ROWS_PER_PEER}&entry_node="
+        calls = [self._ask(p.node_id, path + p.node_id) for p in asked]
         mine, *theirs = await asyncio.gather(asyncio.to_thread(self._local, since), *calls)
         answers = {self._node_id: mine["rows"]}
         truncated = set(self._cut(self._node_id, mine))

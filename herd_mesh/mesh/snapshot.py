@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.peer_table import PeerTable
-from ..core.views import MeshSnapshot, PeerState
+from ..core.views import MeshSnapshot, PeerState, ViewCache
 from .state_document import StateDocument
 
 
@@ -11,6 +11,8 @@ class MeshView:
     def __init__(self, *, table: PeerTable, state: StateDocument) -> None:
         self._table = table
         self._state = state
+        self._cache = ViewCache()  # what was read from each document, while it is current
+        self._taken = 0
 
     @property
     def me(self) -> str:
@@ -23,4 +25,7 @@ class MeshView:
         others = tuple(
             PeerState(p.node_id, p.status, p.capabilities, url=p.url) for p in self._table.all() if p.capabilities
         )
-        return MeshSnapshot(now, me.node_id, (own, *others))
+        self._taken += 1
+        if self._taken % 256 == 0:
+            self._cache.forget({me.node_id, *(p.node_id for p in others)})
+        return MeshSnapshot(now, me.node_id, (own, *others), self._cache)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .._version import __version__
@@ -33,8 +33,22 @@ class Service(Protocol):
 
 
 class StateDocument:
-    def __init__(self, identity: Identity, services: Sequence[Service], metrics: SystemMetrics) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        services: Sequence[Service],
+        metrics: SystemMetrics,
+        *,
+        api_keys: bool = False,
+        generation: Callable[[], int] | None = None,
+    ) -> None:
         self.identity = identity
+        self._generation = generation  # `Changes.generation`: sections read since it last moved are current
+        self._read: tuple[tuple[int, int], dict[str, Any]] | None = None
+        self._metrics_read = 0  # counts set_metrics calls
+        self._fresh: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self._security = {"mesh_key": bool(identity.key_fingerprint), "key": identity.key_fingerprint,
+                          "api_keys": api_keys}  # fmt: skip
         self.services = tuple(services)
         self.metrics = metrics
         self.version = 0
@@ -44,9 +58,18 @@ class StateDocument:
 
     def set_metrics(self, metrics: SystemMetrics) -> None:
         self.metrics = metrics
+        self._metrics_read += 1
 
     def _sections(self) -> dict[str, Any]:
-        return {service.name: service.state() for service in self.services}
+        """Every service's section; read again only after a change was notified or new metrics came (so the
+        per-request routing decision does not rebuild them: docs/benchmarks-profile.md)."""
+        key = (self._generation(), self._metrics_read) if self._generation is not None else None
+        if key is not None and self._read is not None and self._read[0] == key:
+            return self._read[1]
+        sections = {service.name: service.state() for service in self.services}
+        if key is not None:
+            self._read = (key, sections)
+        return sections
 
     def rebuild(self) -> bool:
         """Rebuild the document; bump the version when anything but live metrics changed."""
@@ -72,6 +95,7 @@ class StateDocument:
             "state_version": self.version,
             "generated_at": time.time(),
             "system": self.metrics.to_dict(),
+            "security": self._security,
             **sections,
         }
 
@@ -80,8 +104,14 @@ class StateDocument:
         return self._doc
 
     def fresh(self) -> dict[str, Any]:
-        """The document with every section read now: what this peer's own routing decisions see."""
-        return self._document(self._sections())
+        """The document with every section current: what this peer's own routing decisions see. The same object
+        while nothing changed, so what decisions read from it is kept (`core.views.ViewCache`)."""
+        sections = self._sections()
+        if self._fresh is not None and self._fresh[0] is sections:
+            return self._fresh[1]
+        doc = self._document(sections)
+        self._fresh = (sections, doc)
+        return doc
 
     def summary(self) -> txt.Summary:
         fields: dict[str, Any] = {}
@@ -92,6 +122,7 @@ class StateDocument:
             mesh=self.identity.mesh,
             boot_id=self.identity.boot_id,
             state_version=self.version,
+            key=self.identity.key_fingerprint,
             memory_available_gb=int(self.metrics.memory_available_gb),
             cpu_percent=int(self.metrics.cpu_percent),
             **fields,
@@ -104,6 +135,7 @@ class StateDocument:
             "proto": PROTOCOL_VERSION,
             "node_id": me.node_id,
             "mesh": me.mesh,
+            "key": me.key_fingerprint,
             "boot_id": me.boot_id,
             "url": me.url,
             "state_version": self.version,

@@ -27,6 +27,13 @@ class ActiveRequests:
             self._items.pop(job_id, None)
             self._on_change()
 
+    def add_tokens(self, job_id: str, count: int) -> None:
+        """A stream passed `count` more tokens (lines or events): shown as "tokens so far". Not a change worth
+        announcing on its own: the next rebuild (within a second) carries it."""
+        item = self._items.get(job_id)
+        if item is not None:
+            item["tokens"] = item.get("tokens", 0) + count
+
     def listing(self) -> list[dict[str, Any]]:
         """Oldest first, as the state document carries them."""
-        return sorted(self._items.values(), key=lambda a: (a["started_at"], a["job_id"]))
+        return [dict(a) for a in sorted(self._items.values(), key=lambda a: (a["started_at"], a["job_id"]))]

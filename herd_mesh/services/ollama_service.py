@@ -1,8 +1,12 @@
 """The `llm` service: what this machine's Ollama has (a poller keeps it current) and what runs on it now.
 
-The poller reads `/api/tags` (installed) and `/api/ps` (loaded) every `POLL_S`, and right after each request
-this peer served. An Ollama that is not running is a normal state: the peer advertises no LLM models, logs
-the change once, and looks again with a growing pause (up to `MAX_BACKOFF_S`).
+The poller reads `/api/tags` (installed) and `/api/ps` (loaded) every `POLL_S`, and soon after a request this
+peer served for a model that was not loaded (that one changed what is loaded; a request for a loaded model did
+not), at most once per `MIN_REFRESH_GAP_S`: two extra calls to Ollama per relayed request cost 12 % of a peer's
+time in the relay profile (docs/benchmarks-profile.md).
+
+An Ollama that is not running is a normal state: the peer advertises no LLM models, logs the change once, and
+looks again with a growing pause (up to `MAX_BACKOFF_S`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 2.0  # seconds between reads of /api/tags and /api/ps while Ollama answers
 MAX_BACKOFF_S = 15.0  # the longest pause between tries while Ollama does not answer (seconds)
+MIN_REFRESH_GAP_S = 1.0  # pokes closer together than this are folded into one refresh
 
 
 class OllamaService:
@@ -81,12 +86,17 @@ class OllamaService:
     # -- requests running here --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def track(self, job_id: str, kind: str, model: str) -> Iterator[None]:
-        """Advertise a request as in flight here while it runs; look at /api/ps again once it is done."""
+        """Advertise a request as in flight here while it runs; look at /api/ps again once it is done if it had
+        to load its model (or failed: Ollama may be gone)."""
+        cold = model not in self.loaded()
+        ok = False
         try:
             with self.active.track(job_id, kind, model):
                 yield
+            ok = True
         finally:
-            self.poke()
+            if cold or not ok:
+                self.poke()
 
     def poke(self) -> None:
         """Poll now (a request just ended or failed to connect): loaded models change with requests."""
@@ -124,8 +134,10 @@ class OllamaService:
 
     async def _poll_forever(self) -> None:
         backoff = POLL_S
+        loop = asyncio.get_running_loop()
         while True:
             self._poke.clear()  # before the poll: a poke that arrives during it polls again at once
+            refreshed_at = loop.time()
             try:
                 ok = await self.refresh()
             except Exception:  # noqa: BLE001 - the poller must outlive any surprise; it is logged
@@ -134,6 +146,9 @@ class OllamaService:
             backoff = POLL_S if ok else min(backoff * 2, MAX_BACKOFF_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), POLL_S if ok else backoff)
+            gap = MIN_REFRESH_GAP_S - (loop.time() - refreshed_at)
+            if gap > 0:  # a burst of requests ending: one refresh for all of them
+                await asyncio.sleep(gap)
 
     async def start(self) -> None:
         self._task = asyncio.ensure_future(self._poll_forever())

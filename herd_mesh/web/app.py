@@ -24,7 +24,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from ..config import Config, host_names, local_addresses
-from ..core import catalogue
+from ..core import catalogue, signing
 from ..core.catalogue import ImageModel
 from ..core.ledger import Ledger
 from ..core.peer_table import PeerTable
@@ -32,6 +32,7 @@ from ..core.protocol import Identity
 from ..dispatch.dispatcher import Dispatcher
 from ..dispatch.images import ImageDispatch
 from ..dispatch.jobs import Jobs
+from ..dispatch.manage import ModelManager
 from ..dispatch.models import ModelDispatch
 from ..dispatch.recorder import Recorder
 from ..dispatch.stealing import Thief
@@ -48,14 +49,17 @@ from ..mesh.liveness import Liveness
 from ..mesh.membership import Membership
 from ..mesh.node import Node
 from ..mesh.records_gather import MeshRecords
+from ..mesh.records_sync import RecordsSync
 from ..mesh.settings_sync import SettingsSync
 from ..mesh.snapshot import MeshView
 from ..mesh.state_document import StateDocument
 from ..mesh.tasks import Tasks
+from ..services import model_disk
 from ..services.changes import Changes
 from ..services.image_service import ImageService
 from ..services.ollama_service import OllamaService
 from ..services.retention import Retention
+from ..services.storage_state import StorageState
 from ..services.whisper_service import WhisperService
 from ..storage.records import Records
 from ..storage.settings_store import SettingsStore
@@ -63,8 +67,10 @@ from ..storage.speed_file import SpeedFile
 from ..storage.writer import Writer
 from . import handlers
 from .middleware import (
+    ApiKeyMiddleware,
     BodyLimitMiddleware,
     ClientLimitMiddleware,
+    MeshAuthMiddleware,
     SameOriginMiddleware,
     SecurityHeadersMiddleware,
     TrustedHostMiddleware,
@@ -74,12 +80,17 @@ from .routes.calls import CallServer
 from .routes.dashboard import DashboardRoutes
 from .routes.images import ImageRoutes
 from .routes.jobs import JobRoutes
+from .routes.manage import ManageRoutes
 from .routes.mesh import MeshRoutes
 from .routes.models import ModelRoutes
+from .routes.records import RecordRoutes
 
 logger = logging.getLogger(__name__)
 
 UPLOAD_PATHS = ("/api/transcribe", "/v1/audio/transcriptions")  # audio uploads; every other body is JSON
+CONVERSATION_PATHS = (  # chat: a whole conversation each turn (32 MB; other JSON bodies 1 MB)
+    "/api/chat", "/api/generate", "/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/completions",
+)  # fmt: skip
 JSON_PATHS = ("/api/generate-image", "/v1/images/", "/api/jobs", "/dashboard/api/", "/mesh/")  # herd-mesh's own
 
 
@@ -116,7 +127,13 @@ def build(
 ) -> Peer:
     """Every object of one peer, wired. The seams for in-process tests: `transport` carries peer-to-peer calls,
     `image_engine` replaces the engine this machine would choose."""
-    identity = Identity(config.node_id, config.mesh, config.url, uuid.uuid4().hex[:12], time.time())
+    fingerprint = signing.fingerprint(config.mesh_key) if config.mesh_key else ""
+    identity = Identity(config.node_id, config.mesh, config.url, uuid.uuid4().hex[:12], time.time(), fingerprint)
+    if config.mesh_key:
+        logger.info("mesh key %s: only peers with the same key are members", fingerprint)
+    else:
+        logger.warning("the mesh is open: anyone on this network can join it, send it work and change its "
+                       "settings. `herd key generate` (then `herd key set` on each Mac) closes it")  # fmt: skip
     rng = random.Random()
 
     # storage
@@ -158,10 +175,20 @@ def build(
 
     # the mesh
     tasks = Tasks()
+    ledger = Ledger()  # what this peer sent where, until the target advertises it
     table = PeerTable(config.node_id, config.peers)
     bind = None if config.host in ("0.0.0.0", "::", "") else config.host
-    clients = PeerClients(identity, table, (lambda: transport) if transport else network_transports(bind))
-    state = StateDocument(identity, (images, ollama, stt), machine.sample())
+    clients = PeerClients(
+        identity, table, (lambda: transport) if transport else network_transports(bind), key=config.mesh_key
+    )
+    storage_state = StorageState(records, config.data_dir)  # the records' change sequence, the data dir's disk
+    state = StateDocument(
+        identity,
+        (images, ollama, stt, storage_state),
+        machine.sample(),
+        api_keys=bool(config.api_keys),
+        generation=lambda: changes.generation,
+    )
     settings_sync = SettingsSync(
         node_id=config.node_id,
         settings=settings,
@@ -171,6 +198,7 @@ def build(
         on_applied=(images.settings_changed, retention.settings_changed, changes.notify),
     )
     probe_now = asyncio.Event()
+    due: set[str] = set()  # peers whose announcement changed: probed in the next liveness round
     leaving = _Flag()
     membership = Membership(
         identity=identity,
@@ -180,8 +208,17 @@ def build(
         tasks=tasks,
         probe_now=probe_now,
         leaving=leaving.get,
+        due=due,
     )
-    liveness = Liveness(table=table, clients=clients, membership=membership, probe_now=probe_now, leaving=leaving.get)
+    liveness = Liveness(
+        table=table,
+        clients=clients,
+        membership=membership,
+        probe_now=probe_now,
+        leaving=leaving.get,
+        due=due,
+        busy=lambda: {s.node_id for s in ledger.pending(time.time())},
+    )
     discovery = (
         Discovery(
             mesh=config.mesh,
@@ -197,15 +234,21 @@ def build(
     )
     view = MeshView(table=table, state=state)
     mesh_records = MeshRecords(node_id=config.node_id, records=records, table=table, clients=clients)
+    records_sync = RecordsSync(
+        node_id=config.node_id, records=records, settings=settings, table=table, clients=clients
+    )
+    records.on_added = records_sync.added  # every new record is copied to the other peers at once
 
     # dispatch
-    dispatcher = Dispatcher(view=view, table=table, ledger=Ledger(), rng=rng)
-    recorder = Recorder(node_id=config.node_id, records=records, settings=settings)
+    dispatcher = Dispatcher(view=view, table=table, ledger=ledger, rng=rng)
+    recorder = Recorder(node_id=config.node_id, records=records, settings=settings, settle=records_sync.settle)
     jobs = Jobs()
     image_dispatch = ImageDispatch(
         dispatcher=dispatcher, service=images, clients=clients, recorder=recorder, jobs=jobs, rng=rng
     )
     model_dispatch = ModelDispatch(dispatcher=dispatcher, clients=clients, llm=ollama, stt=stt)
+    manager = ModelManager(dispatcher=dispatcher, clients=clients, models=model_dispatch, llm=ollama,
+                           models_dir=model_disk.ollama_models_dir())  # fmt: skip
     thief = Thief(service=images, view=view, table=table, clients=clients, rng=rng, leaving=leaving.get)
 
     node = Node(
@@ -220,7 +263,7 @@ def build(
         tasks=tasks,
         discovery=discovery,
         machine=machine,
-        background=(retention.run, thief.run),
+        background=(retention.run, thief.run, records_sync.run),
         on_leave=leaving.set,
     )
 
@@ -228,14 +271,23 @@ def build(
     calls = CallServer(models=model_dispatch, membership=membership, recorder=recorder)
     routes: list[BaseRoute] = [
         Route("/", handlers.root),
+        Route("/openapi.json", handlers.openapi_json, methods=["GET"]),
         *MeshRoutes(node=node, membership=membership, settings_sync=settings_sync, records=records).routes(),
+        *RecordRoutes(node_id=config.node_id, records=records, sync=records_sync, membership=membership).routes(),
         *DashboardRoutes(
-            node=node, settings=settings, settings_sync=settings_sync, mesh_records=mesh_records
+            node=node,
+            settings=settings,
+            settings_sync=settings_sync,
+            mesh_records=mesh_records,
+            records=records,
+            clients=clients,
+            changes=changes,
         ).routes(),
         *ImageRoutes(images=image_dispatch, membership=membership, view=view).routes(),
         *JobRoutes(jobs=jobs, view=view, clients=clients).routes(),
         *ModelRoutes(server=calls).routes(),
         *AudioRoutes(server=calls).routes(),
+        *ManageRoutes(manager=manager, server=calls).routes(),
     ]
 
     @contextlib.asynccontextmanager
@@ -256,7 +308,14 @@ def build(
             Middleware(TrustedHostMiddleware, names=host_names(config), local_addresses=local_addresses),
             Middleware(SameOriginMiddleware, cors_origins=config.cors_origins, json_paths=JSON_PATHS),
             Middleware(ClientLimitMiddleware, is_peer=membership.is_peer_address),
-            Middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS),
+            Middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS, conversation_paths=CONVERSATION_PATHS),
+            Middleware(MeshAuthMiddleware, key=config.mesh_key),
+            Middleware(
+                ApiKeyMiddleware,
+                api_keys=config.api_keys,
+                mesh_key=config.mesh_key,
+                is_peer=membership.is_peer_address,
+            ),
         ],
         exception_handlers={
             RequestError: handlers.request_error,

@@ -1,11 +1,13 @@
 """Guards at the connection level, below HTTP: a client that never finishes its request headers (slowloris), or
 one address opening hundreds of connections, must not use up the peer's sockets and file descriptors.
 
-`GuardedH11Protocol` is uvicorn's h11 protocol with two additions:
+`GuardedH11Protocol` is uvicorn's h11 protocol with three additions:
 - a connection whose request headers are not complete within `HEADER_TIMEOUT_S` is closed (uvicorn itself
   waits forever for the first request's headers);
 - one client address may hold at most `MAX_CONNECTIONS_PER_CLIENT` connections; more are closed at once.
-  Other peers of the mesh are exempt.
+  Other peers of the mesh are exempt;
+- what it writes in one turn of the event loop goes out in one `send`: uvicorn writes a response's headers and
+  its body separately, which with TCP_NODELAY is two segments for every small answer.
 
 uvicorn builds the protocol objects itself, so `guarded_protocol(exempt)` makes the class, with its own
 counters, for one server.
@@ -59,6 +61,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _Coalescing(transport, self.loop)  # type: ignore[assignment]
         host = self.client[0] if self.client else ""
         if host and not self.exempt(host):
             if self.per_client[host] >= MAX_CONNECTIONS_PER_CLIENT:
@@ -105,6 +108,41 @@ class GuardedH11Protocol(H11Protocol):
         self._header_timer = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.transport.close()
+
+
+class _Coalescing:
+    """A transport whose writes in one loop turn are joined into one; everything else goes to the real one."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._buffer: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._buffer:
+            self._loop.call_soon(self._flush)
+        self._buffer.append(bytes(data))
+
+    def _flush(self) -> None:
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(len(b) for b in self._buffer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def raise_open_files_limit() -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""Exception handlers and the root redirect: every error a client sees is JSON, never a traceback."""
+"""Exception handlers, the root redirect and the API contract: every error a client sees is JSON, never a
+traceback."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ..dispatch.relay import relayable
 from ..errors import PeerRefused, RequestError
+from . import openapi
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +28,12 @@ async def peer_refused(request: Request, exc: Exception) -> Response:
 
 def refusal_response(exc: PeerRefused, headers: dict[str, str]) -> Response:
     """A peer's refusal that no other peer would change: passed on as that peer wrote it when it is data, else
-    as a JSON error (a peer's HTML must never run on this peer's origin)."""
+    as a JSON error (a peer's HTML must never run on this peer's origin). A backend's own failure (Ollama's
+    500) is a bad gateway here: this peer itself did not fail."""
+    status = 502 if exc.status >= 500 and exc.status not in (502, 503, 504) else exc.status
     if relayable(exc.content_type):
-        return Response(exc.body, status_code=exc.status, media_type=exc.content_type, headers=headers)
-    return JSONResponse({"error": f"{exc.node_id}: {exc.message}"}, status_code=exc.status, headers=headers)
+        return Response(exc.body, status_code=status, media_type=exc.content_type, headers=headers)
+    return JSONResponse({"error": f"{exc.node_id}: {exc.message}"}, status_code=status, headers=headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -51,3 +55,8 @@ async def unexpected(request: Request, exc: Exception) -> Response:
 
 async def root(request: Request) -> Response:
     return RedirectResponse("/dashboard", status_code=307)
+
+
+async def openapi_json(request: Request) -> Response:
+    """`GET /openapi.json`: the public API's contract (`web/openapi.py`)."""
+    return JSONResponse(openapi.SPEC)

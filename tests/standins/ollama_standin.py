@@ -816,6 +816,9 @@ def endpoint(shape: str = "ollama") -> Callable[[Handler], Endpoint]:
             except HTTPFail as fail:
                 entry["status"] = fail.status
                 return error_response(fail.status, fail.message, shape, fail.middleware)
+            except (AttributeError, TypeError) as exc:  # a field of the wrong type: Go's JSON binding answers 400
+                entry["status"] = 400
+                return error_response(400, f"json: cannot unmarshal request body: {exc}", shape, True)
             entry["status"] = response.status_code
             return response
 

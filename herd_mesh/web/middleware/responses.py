@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from starlette.types import Send
+from starlette.types import Receive, Send
 
 
 async def send_json_error(send: Send, status: int, message: str, headers: dict[str, str] | None = None) -> None:
@@ -21,3 +21,17 @@ def header(scope_headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+async def drain(receive: Receive, limit: int = 256 * 1024 * 1024) -> bool:
+    """Read and drop the rest of a request body (up to `limit`), so that a client that sends the whole body
+    before reading sees the error answer. True when some of it was left unread."""
+    seen = 0
+    more = True
+    while more and seen <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        seen += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    return more

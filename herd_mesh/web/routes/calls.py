@@ -9,11 +9,11 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ...core.api_errors import error_body, request_error_body
+from ...core.api_errors import error_body, in_api_shape, request_error_body
 from ...core.protocol import H_FORWARDED, H_JOB
 from ...dispatch.images import new_job_id
 from ...dispatch.models import Call, ModelDispatch
-from ...dispatch.recorder import Recorder
+from ...dispatch.recorder import Recorder, outcome
 from ...dispatch.relay import Opened, relay_response
 from ...errors import ClientGone, EngineError, PeerRefused, Reason, RequestError
 from ...mesh.membership import Membership
@@ -60,9 +60,9 @@ class CallServer:
             return Response(status_code=CLIENT_CLOSED)
         except PeerRefused as exc:  # refused where it ran, for a reason no other peer would change: as written
             done("failed", exc.node_id, exc.message, "")
-            return refusal_response(exc, {"X-Fleet-Node": exc.node_id, "X-Fleet-Model": call.model})
-        except RequestError as exc:
-            done("failed", None, exc.message, "")
+            return shaped_refusal(call.api, exc, {"X-Fleet-Node": exc.node_id, "X-Fleet-Model": call.model})
+        except RequestError as exc:  # refused before routing (rejected), or every peer tried failed
+            done(outcome(exc, attempted=False), None, exc.message, "")
             return JSONResponse(
                 request_error_body(call.api, exc), exc.status, headers={"X-Fleet-Node": me, **exc.headers()}
             )
@@ -84,4 +84,13 @@ class CallServer:
             await opened.close()
             on_end("ok", None)
             return Response(opened.head, media_type=opened.content_type, headers=headers)
-        return relay_response(opened, headers=headers, on_end=on_end)
+        return relay_response(opened, headers=headers, on_end=on_end, api=call.api)
+
+
+def shaped_refusal(api: str, exc: PeerRefused, headers: dict[str, str]) -> Response:
+    """A refusal passed on to the client in its API's error shape: as the peer wrote it when it already is
+    (Ollama's own /v1 errors), else rewritten, so that the official client raises its proper exception."""
+    reshaped = in_api_shape(api, exc.status, exc.fields, exc.message)
+    if reshaped is None:
+        return refusal_response(exc, headers)
+    return JSONResponse(reshaped, exc.status, headers=headers)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +25,7 @@ from ...mesh.membership import Membership
 from ...mesh.snapshot import MeshView
 from ..common import client_host, json_body, until_disconnect
 
+T = TypeVar("T")
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
 
 
@@ -42,10 +44,12 @@ class ImageRoutes:
         ]
 
     async def generate_image(self, request: Request) -> Response:
-        req = parse_image_request(await json_body(request))
+        body = await json_body(request)
         sender = self._membership.caller(request.headers, client_host(request))
+        forwarded = request.headers.get(H_FORWARDED) == "1" and sender is not None
+        req = await self._parsed(body, parse_image_request, forwarded=forwarded)
         try:
-            if request.headers.get(H_FORWARDED) == "1" and sender is not None:
+            if forwarded and sender is not None:
                 self._membership.heard_from(request.headers, client_host(request))
                 work = self._images.serve_forwarded(
                     req,
@@ -63,8 +67,20 @@ class ImageRoutes:
             return Response(status_code=CLIENT_CLOSED)
         return _png(result)
 
+    async def _parsed(self, body: dict[str, Any], parse: Callable[[dict[str, Any]], T], *, forwarded: bool) -> T:
+        """The parsed request; a client's malformed one is recorded as rejected (never a failure of the mesh)."""
+        try:
+            return parse(body)
+        except RequestError as exc:
+            if not forwarded:
+                await self._images.rejected(body, exc)
+            raise
+
     async def openai_generations(self, request: Request) -> Response:
-        req, n = parse_openai_request(await json_body(request), default_model="z-image-turbo")
+        body = await json_body(request)
+        req, n = await self._parsed(
+            body, lambda b: parse_openai_request(b, default_model="z-image-turbo"), forwarded=False
+        )
         tags = req.tags + header_tags(request.headers.get("X-Herd-Tags"))
         first = req.seed
         jobs = []

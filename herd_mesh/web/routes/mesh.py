@@ -77,11 +77,14 @@ class MeshRoutes:
         return JSONResponse(self._settings_sync.document())
 
     async def records(self, request: Request) -> Response:
-        """This peer's own rows (`since`, optional `kind`, `limit`), for another peer's mesh-wide statistics."""
+        """This peer's rows (`since`, optional `kind`, `limit`, `entry_node`: only requests that entered the mesh
+        there), for another peer's mesh-wide statistics."""
         since = float_param(request, "since", time.time() - DAY_S)
         kind = request.query_params.get("kind")
         if kind is not None and kind not in KINDS:
             raise RequestError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         limit = int_param(request, "limit", MAX_RECORDS_LIMIT, 1, MAX_RECORDS_LIMIT)
-        answer = await asyncio.to_thread(shared_rows, self._records, since=since, kind=kind, limit=limit)
+        entry = request.query_params.get("entry_node") or None
+        answer = await asyncio.to_thread(shared_rows, self._records, since=since, kind=kind, limit=limit,
+                                         entry_node=entry)  # fmt: skip
         return JSONResponse({"node_id": self._node.node_id, "since": since, **answer})

@@ -1,8 +1,10 @@
-"""LLM chat and embeddings, Ollama's API and OpenAI's, on every peer: each request is routed to the best peer's
-Ollama (`dispatch.models`), and the model lists are the union of the mesh."""
+"""LLM chat and embeddings, in Ollama's, OpenAI's (Chat Completions, Responses, legacy Completions) and
+Anthropic's (Messages) APIs, on every peer: each request is routed to the best peer's Ollama
+(`dispatch.models`), and the model lists are the union of the mesh."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -28,6 +30,9 @@ class ModelRoutes:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/v1/chat/completions", self.openai_chat, methods=["POST"]),
+            Route("/v1/responses", self.openai_chat, methods=["POST"]),  # stateless, as Ollama serves it
+            Route("/v1/completions", self.openai_chat, methods=["POST"]),
+            Route("/v1/messages", self.anthropic_messages, methods=["POST"]),
             Route("/v1/embeddings", self.openai_embeddings, methods=["POST"]),
             Route("/v1/models", self.openai_model_list, methods=["GET"]),
             Route("/v1/models/{model:path}", self.openai_model, methods=["GET"]),
@@ -55,6 +60,12 @@ class ModelRoutes:
 
     async def openai_chat(self, request: Request) -> Response:
         return await self._call(request, kind="llm", api="openai", default_stream=False)
+
+    async def anthropic_messages(self, request: Request) -> Response:
+        """Anthropic's Messages API (Claude Code, the `anthropic` SDK). Its key, as `x-api-key` or `Authorization`,
+        is checked by the API-key middleware when keys are on, and ignored otherwise; `anthropic-version` is
+        accepted and not needed (Ollama ignores both)."""
+        return await self._call(request, kind="llm", api="anthropic", default_stream=False)
 
     async def openai_embeddings(self, request: Request) -> Response:
         return await self._call(request, kind="embeddings", api="openai", default_stream=False)
@@ -93,8 +104,20 @@ class ModelRoutes:
         return JSONResponse({"models": union_ps(lists)}, headers=headers)
 
     async def openai_model_list(self, request: Request) -> Response:
+        """OpenAI's model list; for the `anthropic` client (it sends `anthropic-version`), with Anthropic's fields
+        and page markers added."""
         lists, headers = await self._lists(request, "/api/tags")
-        return JSONResponse({"object": "list", "data": openai_models(union_tags(lists))}, headers=headers)
+        models = openai_models(union_tags(lists))
+        if not _anthropic(request):
+            return JSONResponse({"object": "list", "data": models}, headers=headers)
+        page = {
+            "object": "list",
+            "data": [_anthropic_model(m) for m in models],
+            "has_more": False,
+            "first_id": models[0]["id"] if models else None,
+            "last_id": models[-1]["id"] if models else None,
+        }
+        return JSONResponse(page, headers=headers)
 
     async def openai_model(self, request: Request) -> Response:
         name = request.path_params["model"]
@@ -102,9 +125,11 @@ class ModelRoutes:
         models = openai_models(union_tags(lists))
         for model in models:
             if model["id"] == name or model["id"] == f"{name}:latest":
-                return JSONResponse(model, headers={**headers, "X-Fleet-Model": model["id"]})
+                body = _anthropic_model(model) if _anthropic(request) else model
+                return JSONResponse(body, headers={**headers, "X-Fleet-Model": model["id"]})
         available = ", ".join(m["id"] for m in models) or "none"
-        return JSONResponse(error_body("openai", 404, f"model {name!r} is not in the mesh; models: {available}"),
+        api = "anthropic" if _anthropic(request) else "openai"
+        return JSONResponse(error_body(api, 404, f"model {name!r} is not in the mesh; models: {available}"),
                             404, headers=headers)  # fmt: skip
 
     async def ollama_version(self, request: Request) -> Response:
@@ -114,3 +139,14 @@ class ModelRoutes:
             message = "no peer of the mesh has a running Ollama: start it with `ollama serve`"
             return JSONResponse(error_body("ollama", 503, message), 503, headers=headers)
         return JSONResponse({"version": version}, headers=headers)
+
+
+def _anthropic(request: Request) -> bool:
+    """The `anthropic` client sends `anthropic-version` with every request; the `openai` client never does."""
+    return "anthropic-version" in request.headers
+
+
+def _anthropic_model(model: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI model entry with the fields Anthropic's `ModelInfo` has, so both clients can read it."""
+    created = datetime.fromtimestamp(int(model.get("created") or 0), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {**model, "type": "model", "display_name": model["id"], "created_at": created, "lifecycle": "active"}

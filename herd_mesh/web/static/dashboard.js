@@ -3,34 +3,51 @@
  *
  * How it works
  * - The page is served by any peer; its #herd-bootstrap data block holds that peer's /mesh/peers answer, drawn
- *   at once. A missing or malformed block is ignored: the first poll fills the page in.
- * - Four pollers keep it live, each at most every 2 s and never two of the same in flight:
- *     /mesh/peers                    (1 s)  peers, their state documents, live queues
- *     /dashboard/api/health          (2 s)  status, counts, recommendations
- *     /dashboard/api/settings?detail=1 (2 s) settings with their schema and who changed them
- *     /dashboard/api/stats?recent=30 (2 s)  mesh-wide statistics for every kind of request
- *   Each answer is coerced (`normPeers`, `normHealth`, `normSettings`, `normStats`), stored in `view`, and the
+ *   at once. A missing or malformed block is ignored: the first answer fills the page in.
+ * - Live, not polled: an EventSource on /dashboard/api/events receives `peers` (the /mesh/peers answer: peers,
+ *   their state documents, queues and job progress), `settings` (the settings detail) and `records` (a request
+ *   was recorded somewhere: statistics changed), each as it changes. Statistics and health are fetched again when
+ *   an event says they changed (`records`, a peer's status), never on a timer.
+ * - Fallback: when the stream cannot be opened (or breaks for more than FALLBACK_MS), four pollers take over, each
+ *   never two in flight, until the stream is back:
+ *     /mesh/peers                          (1 s)  peers, their state documents, live queues
+ *     /dashboard/api/health                (2 s)  status, counts, every check with its advice
+ *     /dashboard/api/settings?detail=1     (2 s)  settings with their schema and who changed them
+ *     /dashboard/api/stats?recent=30&hours (2 s)  mesh-wide statistics for every kind of request
+ *   `?poll=0` in the page's address turns the fallback off and `?events=0` the stream (tests use both).
+ * - Each answer is coerced (`normPeers`, `normHealth`, `normSettings`, `normStats`), stored in `view`, and the
  *   matching part of the page is redrawn from scratch with `el()`, which builds DOM nodes and never parses HTML
  *   (text from peers cannot inject markup).
  * - Nothing from a peer is trusted to have the type it should: any peer can put anything in its state document,
  *   and every peer re-serves it in /mesh/peers. Every field is read through the coercion helpers (`str`, `num`,
  *   `count`, `bool`, `list`, `obj`, `entries`, `own`): a value of the wrong type counts as absent, lists keep only
  *   items of the right type, and long strings and lists are cut.
- * - Every panel (header, advice, peers and each peer card, queues, settings, statistics tiles, each chart, recent
+ * - Every panel (header, advice, peers and each peer card, queues, settings, statistics tiles, each chart, each
  *   table) draws inside its own error boundary (`panel()`): a throw shows "this panel could not be drawn: ..." in
- *   that panel and is logged to the console, while the other panels and the pollers carry on.
+ *   that panel and is logged to the console, while the other panels and the updates carry on.
  * - Content-Security-Policy: the page runs under `default-src 'none'; script-src 'self'; style-src 'self'; ...`.
  *   So no inline script or style, no `style` attributes (widths are set through `element.style`, which CSP
  *   allows), no eval, no `javascript:` URLs.
  * - Settings: switches and number fields POST one change to /dashboard/api/settings?detail=1; the peer
  *   pushes it to every other peer and answers with the peers that confirmed.
- * - Charts are SVG or CSS bars drawn here (timeline, latency) from the statistics answer.
+ * - Statistics: a window selector (1 h, 24 h, 7 d, 30 d) applies to every chart; buckets start on round local
+ *   times (the page sends its UTC offset as `tz`). Charts are SVG or CSS bars drawn here: requests over time,
+ *   throughput per hour by node and by model (Trends), generation time by node, breakdowns, per-model insights,
+ *   per-tag usage, recent failures with each peer's attempt, requests rejected before routing.
  * - Job badges: a job's `kind` (image, llm, embed, stt) picks [IMAGE], [LLM], [EMBED] or [STT]. Jobs are read
- *   from every section of a peer's state that has `queue.running` / `queue.waiting` or an `active` list.
+ *   from every section of a peer's state that has `queue.running` / `queue.waiting` or an `active` list; a
+ *   running image shows step i/n and an ETA, an LLM request its model, tokens so far and elapsed time. A down
+ *   peer shows no queue: what it last advertised is not what it is doing.
+ * - Routing explained: clicking a job (running, recent or failed) shows why it went where it went, from
+ *   /dashboard/api/routing?job=<id> (recorded) or /api/jobs/<id> (running).
  */
 "use strict";
 
-const POLLS = { peers: 1000, health: 2000, settings: 2000, stats: 2000 }; // ms between polls
+const POLLS = { peers: 1000, health: 2000, settings: 2000, stats: 2000 }; // ms between polls (fallback only)
+const FALLBACK_MS = 3000; // a stream that has not (re)opened within this long hands over to the pollers
+const HEALTH_EVERY_MS = 10000; // with the stream, health is fetched again on a peer event at most this often...
+const REFRESH_GAP_MS = 300; // ...or at once (after this short gap) when a peer's status changed or a record came
+const WINDOWS = [[1, "1 h"], [24, "24 h"], [168, "7 d"], [720, "30 d"]]; // hours, label
 const BADGES = { image: "IMAGE", llm: "LLM", embed: "EMBED", embeddings: "EMBED", stt: "STT", transcription: "STT" };
 const KINDS = { image: "Image", llm: "LLM", embeddings: "Embeddings", transcription: "Transcription" };
 const KIND_BADGE = { image: "image", llm: "llm", embeddings: "embed", transcription: "stt" };
@@ -38,6 +55,11 @@ const LABELS = {
   image_generation: "Image generation", transcription: "Speech-to-text", llm: "LLM chat", embeddings: "Embeddings",
   store_prompts: "Store prompts", image_keep_alive_s: "Image keep-alive (s)", stats_retention_days: "Keep statistics (days)",
 };
+const PALETTE = ["#6d3fd0", "#2563eb", "#0f8f6f", "#c2600c", "#db2777", "#65a30d", "#0891b2", "#a16207", "#9ca3af"];
+const PARAMS = new URLSearchParams(location.search);
+const KEY_STORE = "herd-mesh-key"; // where the page keeps the key a person typed (this browser only)
+const USE_EVENTS = PARAMS.get("events") !== "0" && typeof EventSource === "function";
+const USE_POLLING = PARAMS.get("poll") !== "0";
 const MAX_TEXT = 300; // longer strings from peers are cut
 const MAX_ITEMS = 500; // longer lists (and objects) from peers are cut
 const MAX_COUNT = 1e15; // counts are clamped to 0..MAX_COUNT, so sums and scales stay finite
@@ -131,6 +153,9 @@ function normHealth(h) {
     status: str(h.status) || "unknown",
     peers: { up: count(peers.up), suspect: count(peers.suspect), down: count(peers.down) },
     recommendations: list(h.recommendations, strItem),
+    checks: list(h.checks, (c) => (isObj(c) && str(c.id) ? {
+      id: str(c.id), title: str(c.title) || str(c.id), ok: c.ok === true, advice: list(c.advice, strItem),
+    } : null)),
   };
 }
 
@@ -162,27 +187,58 @@ function normGroup(b) {
   return {
     total: count(g.total), succeeded: count(g.succeeded), failed: count(g.failed), cancelled: count(g.cancelled),
     p50_generation_ms: num(g.p50_generation_ms), p95_generation_ms: num(g.p95_generation_ms),
+    generation_s_total: num(g.generation_s_total),
   };
+}
+
+function counts(v) {
+  // {name: count} -> [[name, count]], biggest first
+  return entries(v).map(([name, n]) => [str(name), count(n)]).sort((a, b) => b[1] - a[1]);
+}
+
+function normAttempts(v) {
+  return list(v, (a) => (isObj(a) ? { node: str(a.node) || "?", reason: str(a.reason), status: str(a.status) } : null));
+}
+
+function normEvent(r) {
+  return isObj(r) ? {
+    ts: num(r.ts), kind: str(r.kind) || "?", model: str(r.model) || "?", width: num(r.width), height: num(r.height),
+    steps: num(r.steps), node: str(r.node), entry_node: str(r.entry_node), generation_ms: num(r.generation_ms),
+    queue_ms: num(r.queue_ms), status: str(r.status) || "?", tags: list(r.tags, strItem), error: str(r.error),
+    prompt: str(r.prompt), job_id: str(r.job_id), attempts: normAttempts(r.attempts),
+  } : null;
+}
+
+function normSeries(v) {
+  return entries(v).map(([name, values]) => [str(name), list(values, (n) => count(n))]);
 }
 
 function normKindStats(k) {
   const s = obj(k);
+  const rejected = obj(s.rejected);
+  const trends = obj(s.trends);
   return {
     ...normGroup(s),
     avg_generation_ms: num(s.avg_generation_ms),
     avg_queue_ms: num(s.avg_queue_ms),
     by_node: entries(s.by_node).map(([name, b]) => [name, normGroup(b)]),
-    by_model: entries(s.by_model).map(([name, b]) => [name, normGroup(b)]),
-    by_tag: entries(s.by_tag).map(([name, b]) => [name, normGroup(b)]),
+    by_model: entries(s.by_model).map(([name, b]) => [name, {
+      ...normGroup(b), ran_on: counts(obj(b).ran_on), failure_reasons: counts(obj(b).failure_reasons),
+    }]),
+    by_tag: entries(s.by_tag).map(([name, b]) => [name, { ...normGroup(b), models: counts(obj(b).models) }]),
     timeline: list(s.timeline, (b) => (isObj(b) ? {
-      start: num(b.start), ok: count(b.ok), failed: count(b.failed), cancelled: count(b.cancelled), p50_ms: num(b.p50_ms),
+      start: num(b.start), ok: count(b.ok), failed: count(b.failed), cancelled: count(b.cancelled), rejected: count(b.rejected),
+      p50_ms: num(b.p50_ms),
     } : null)),
-    recent: list(s.recent, (r) => (isObj(r) ? {
-      ts: num(r.ts), kind: str(r.kind) || "?", model: str(r.model) || "?", width: num(r.width), height: num(r.height),
-      steps: num(r.steps), node: str(r.node), entry_node: str(r.entry_node), generation_ms: num(r.generation_ms),
-      queue_ms: num(r.queue_ms), status: str(r.status) || "?", tags: list(r.tags, strItem), error: str(r.error),
-      prompt: str(r.prompt),
-    } : null)),
+    trends: {
+      bucket_s: num(trends.bucket_s, 3600) > 0 ? num(trends.bucket_s, 3600) : 3600,
+      starts: list(trends.starts, (n) => num(n)),
+      by_node: normSeries(trends.by_node),
+      by_model: normSeries(trends.by_model),
+    },
+    rejected: { total: count(rejected.total), by_model: counts(rejected.by_model), by_reason: counts(rejected.by_reason) },
+    failures: list(s.failures, normEvent),
+    recent: list(s.recent, normEvent),
   };
 }
 
@@ -200,15 +256,30 @@ function normStats(s) {
   };
 }
 
+function normRoute(r) {
+  if (!isObj(r)) return null;
+  return {
+    job_id: str(r.job_id) || str(r.id), node: str(r.node), entry_node: str(r.entry_node), status: str(r.status) || str(r.state),
+    model: str(r.model), reason: str(r.reason), attempts: normAttempts(r.attempts),
+    explanation: list(r.explanation, strItem),
+    options: list(r.options, (o) => (isObj(o) ? { node: str(o.node) || "?", chosen: o.chosen === true, estimate: str(o.estimate), cannot: str(o.cannot) } : null)),
+  };
+}
+
 const view = {
   peers: readBootstrap(), // /mesh/peers, coerced
   peersAt: Date.now(),
   serverOffsetMs: 0, // the serving peer's clock minus the browser's
   health: null,
+  healthAt: 0,
   settings: null,
   stats: null,
   kind: "image",
+  hours: 24,
   lastOk: Date.now(),
+  mode: USE_EVENTS ? "connecting" : "polling", // "events" while the stream is open, else "polling" (or "connecting")
+  statusKey: "", // peers' statuses: a change fetches health again at once
+  route: null, // the routing explanation shown, coerced
 };
 
 // -- small helpers ---------------------------------------------------------------------------------------------
@@ -331,8 +402,20 @@ function pill(text, cls) {
   return el("span", { class: `pill ${token(cls || text)}` }, text);
 }
 
+function storedKey() {
+  try {
+    return localStorage.getItem(KEY_STORE) || "";
+  } catch (err) {
+    return "";
+  }
+}
+
 async function getJSON(url, options) {
-  const response = await fetch(url, { cache: "no-store", ...options });
+  // a key the person gave (a mesh with API keys, or a change that needs the mesh key) goes with every call
+  const key = storedKey();
+  const headers = { ...obj(options && options.headers), ...(key ? { Authorization: `Bearer ${key}` } : {}) };
+  const response = await fetch(url, { cache: "no-store", ...options, headers });
+  if (response.status === 401) document.getElementById("key-form").hidden = false;
   let body = null;
   try {
     body = await response.json();
@@ -343,43 +426,89 @@ async function getJSON(url, options) {
   return body;
 }
 
-function poll(url, everyMs, apply) {
-  let busy = false;
-  const tick = async () => {
-    if (busy) return;
-    busy = true;
-    try {
-      apply(await getJSON(url));
-      view.lastOk = Date.now();
-    } catch (err) {
-      console.warn(`herd-mesh dashboard: ${url}: ${errorText(err)}`);
-    } finally {
-      busy = false;
-    }
-  };
-  tick();
-  setInterval(tick, everyMs);
+function seconds(value) {
+  // a duration for people: "12 s", "3 min 4 s", "1 h 2 min"
+  if (typeof value !== "number" || !isFinite(value) || value < 0) return "–";
+  if (value < 60) return `${Math.round(value)} s`;
+  if (value < 3600) return `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
+  return `${Math.floor(value / 3600)} h ${Math.round((value % 3600) / 60)} min`;
+}
+
+function windowLabel(windowS) {
+  const hours = Math.round(windowS / 3600);
+  const known = WINDOWS.find(([h]) => h === hours);
+  return known ? known[1] : `${hours} h`;
+}
+
+function axisLabel(ts, widthS, first) {
+  // a bucket start on the chart's axis: times on the hour (with the day at midnight or first), dates for days
+  const date = new Date(ts * 1000 - view.serverOffsetMs);
+  if (isNaN(date.getTime())) return "";
+  if (widthS >= 6 * 3600) return date.toLocaleDateString([], { month: "short", day: "numeric" });
+  const time = date.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+  const midnight = date.getHours() === 0 && date.getMinutes() === 0;
+  return first || midnight ? `${date.toLocaleDateString([], { weekday: "short" })} ${time}` : time;
+}
+
+function labelStep(starts, widthS) {
+  // label every k-th bucket, k a round step (1, 2, 3, 4, 6, 12 ... buckets) keeping it to 8 labels at most,
+  // on round local times: 8 PM, 12 AM, 4 AM ... for hours, every few days for days
+  const k = [1, 2, 3, 4, 6, 8, 12, 24, 48].find((step) => starts.length / step <= 8) || Math.ceil(starts.length / 8);
+  const offset = -new Date().getTimezoneOffset() * 60;
+  return (start) => Math.round((start + offset) / widthS) % k === 0;
+}
+
+function statsURL() {
+  return `/dashboard/api/stats?recent=30&hours=${view.hours}&tz=${-new Date().getTimezoneOffset()}`;
 }
 
 // -- jobs, from any section of a peer's state ------------------------------------------------------------------
 function jobsOf(peer) {
+  // a down peer's last advertisement is not what it does now: no jobs
+  if (peer.status === "down") return [];
   const out = [];
   for (const [section, value] of entries(peer.capabilities)) {
     if (!isObj(value)) continue;
     const queue = obj(value.queue);
     for (const [state, items] of [["running", queue.running], ["waiting", queue.waiting], ["running", value.active]]) {
-      for (const job of list(items, (j) => (isObj(j) ? j : null))) {
+      list(items, (j) => (isObj(j) ? j : null)).forEach((job, index) => {
         const said = str(job.state);
+        const progress = Array.isArray(job.progress) && job.progress.length === 2 ? job.progress.map((n) => num(n)) : [null, null];
         out.push({
           kind: str(job.kind) || section, state: said === "running" || said === "waiting" ? said : state, model: str(job.model) || "?",
           width: num(job.width), height: num(job.height), steps: num(job.steps), detail: str(job.detail),
           started_at: num(job.started_at), enqueued_at: num(job.enqueued_at), estimate_s: num(job.estimate_s),
-          entry_node: str(job.entry_node), peer: peer.node_id || peer.url,
+          entry_node: str(job.entry_node), peer: peer.node_id || peer.url, job_id: str(job.job_id),
+          step: progress[0], of: progress[1] !== null ? progress[1] : num(job.steps), tokens: num(job.tokens),
+          position: state === "waiting" ? index + 1 : null,
         });
-      }
+      });
     }
   }
   return out;
+}
+
+function jobProgress(job, now) {
+  // what the progress cell says: step i/n with a bar and an ETA (images), tokens and elapsed (other requests)
+  const elapsed = job.started_at !== null ? Math.max(0, now - job.started_at) : null;
+  if (job.state !== "running") {
+    const waited = job.enqueued_at !== null ? seconds(Math.max(0, now - job.enqueued_at)) : "";
+    return el("span", { class: "muted" }, [job.position ? `#${job.position} in line` : "", waited ? `waiting ${waited}` : ""].filter(Boolean).join(" · "));
+  }
+  if (job.kind !== "image") {
+    const parts = [job.tokens !== null ? `${Math.round(job.tokens)} tokens so far` : "", elapsed !== null ? `${seconds(elapsed)} elapsed` : ""];
+    return el("span", { class: "llm-progress" }, parts.filter(Boolean).join(" · ") || "running");
+  }
+  const steps = job.of !== null && job.of > 0 ? job.of : null;
+  const step = job.step !== null && steps !== null ? Math.max(0, Math.min(steps, job.step)) : null;
+  let eta = null;
+  if (step !== null && step > 0 && elapsed !== null) eta = (elapsed / step) * (steps - step);
+  else if (job.estimate_s !== null && job.estimate_s > 0) eta = Math.max(0, job.estimate_s - (elapsed || 0));
+  const fraction = step !== null ? step / steps : job.estimate_s > 0 && elapsed !== null ? Math.min(1, elapsed / job.estimate_s) : 0;
+  const text = `${step !== null ? `step ${step}/${steps}` : "starting"}${eta !== null ? ` · ETA ${seconds(eta)}` : ""}`;
+  return el("div", { class: "bar progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": steps || 100,
+    "aria-valuenow": step !== null ? step : Math.round(fraction * 100), title: `elapsed ${seconds(elapsed)}` },
+  el("span", { style: `width:${Math.round(fraction * 100)}%` }), el("em", {}, text));
 }
 
 function modelNames(section) {
@@ -419,9 +548,11 @@ function drawHeader() {
 function drawStatus() {
   const doc = view.peers;
   const live = document.getElementById("live");
-  const stale = Date.now() - view.lastOk > 5000;
-  live.className = stale ? "live stale" : "live";
-  live.textContent = stale ? `no answer for ${Math.round((Date.now() - view.lastOk) / 1000)} s, retrying` : "live";
+  const stale = Date.now() - view.lastOk > 5000 && view.mode !== "events";
+  live.className = stale ? "live stale" : `live ${token(view.mode)}`;
+  live.textContent = stale ? `no answer for ${Math.round((Date.now() - view.lastOk) / 1000)} s, retrying`
+    : view.mode === "events" ? "live" : view.mode === "polling" ? "live (polling)" : "connecting";
+  live.title = view.mode === "events" ? "changes are pushed by the peer as they happen" : "the page asks the peer every 1-2 s";
   if (doc) {
     document.title = `herd-mesh · ${doc.mesh}`;
     fill("mesh-name", `mesh “${doc.mesh}”`);
@@ -440,8 +571,12 @@ function drawAdvice() {
   const health = view.health;
   if (!health) return;
   const advice = health.recommendations;
-  document.getElementById("advice-section").hidden = advice.length === 0;
+  document.getElementById("advice-section").hidden = advice.length === 0 && health.checks.length === 0;
   fill("advice", advice.map((text) => el("li", {}, withCode(text))));
+  const passed = health.checks.filter((c) => c.ok);
+  const failing = health.checks.filter((c) => !c.ok);
+  fill("checks-summary", health.checks.length ? `${health.checks.length} checks: ${passed.length} passed${failing.length ? `, ${failing.length} with advice above` : ""}` : "");
+  fill("checks", health.checks.map((c) => el("li", { class: c.ok ? "ok" : "warn", "data-check": c.id }, c.ok ? "✓ " : "! ", c.title)));
 }
 
 function meter(label, fraction, text, cls) {
@@ -483,6 +618,7 @@ function peerCard(peer) {
   const imageModels = modelNames(image);
   const otherSections = entries(caps).filter(([name, v]) => name !== "image" && name !== "system" && isObj(v) && v.models);
   const seen = peer.self ? "this peer" : peer.status === "up" ? `seen ${ago(since(peer.last_seen))}` : `last seen ${ago(since(peer.last_seen))}`;
+  const queue = peer.status === "down" ? "Queue: unknown while it is down" : `Queue: ${running} running · ${waiting} waiting`;
   return el("div", { class: `card ${token(peer.status)}`, "data-node": peer.node_id || peer.url },
     el("h3", {}, peer.node_id || peer.url || "?", peer.self ? el("span", { class: "tag" }, "this peer") : null, el("span", { class: "spacer" }), pill(peer.status)),
     el("div", { class: "sub" }, [str(sys.chip), cores > 0 ? `${cores} cores` : "", str(caps.version) ? `v${str(caps.version)}` : "", peer.url].filter(Boolean).join(" · ")),
@@ -496,7 +632,7 @@ function peerCard(peer) {
       return el("div", { class: "models" }, el("span", { class: "muted" }, `${str(name).toUpperCase()}:`),
         models.length ? modelChips(models, false) : el("span", { class: "muted" }, "none"));
     }),
-    el("div", { class: "foot" }, `Queue: ${running} running · ${waiting} waiting · ${seen}`),
+    el("div", { class: "foot" }, `${queue} · ${seen}`),
     peer.status !== "up" && peer.last_error ? el("div", { class: "error" }, peer.last_error) : null);
 }
 
@@ -504,26 +640,21 @@ function drawQueues() {
   const doc = view.peers;
   if (!doc) return;
   const now = serverNow();
-  const jobs = doc.peers.filter((p) => p.status !== "down").flatMap(jobsOf);
+  const jobs = doc.peers.flatMap(jobsOf);
   jobs.sort((a, b) => (a.state === b.state ? (a.enqueued_at || 0) - (b.enqueued_at || 0) : a.state === "running" ? -1 : 1));
   if (!jobs.length) {
     fill("queues", el("p", { class: "empty" }, "No jobs running or waiting anywhere in the mesh."));
     return;
   }
   const rows = jobs.slice(0, MAX_ITEMS).map((job) => {
-    const elapsed = job.started_at !== null ? Math.max(0, now - job.started_at) : 0;
-    const estimate = job.estimate_s > 0 ? job.estimate_s : null;
-    const detail = job.width ? `${job.width}×${fmt(job.height, 0)} · ${fmt(job.steps, 0)} steps` : job.detail;
-    const progress = job.state === "running" && estimate
-      ? el("div", { class: "bar progress", title: `estimate ${estimate.toFixed(1)} s` },
-        el("span", { style: `width:${Math.min(100, (100 * elapsed) / estimate).toFixed(0)}%` }), el("em", {}, `${elapsed.toFixed(0)} / ~${estimate.toFixed(0)} s`))
-      : el("span", { class: "muted" }, job.enqueued_at !== null ? `waiting ${ago(now - job.enqueued_at).replace(" ago", "")}` : "");
-    return el("tr", { class: `job ${token(job.kind)}` },
-      el("td", {}, badge(job.kind)), el("td", {}, job.model), el("td", {}, detail), el("td", {}, job.peer),
-      el("td", { class: "muted" }, job.entry_node && job.entry_node !== job.peer ? `from ${job.entry_node}` : ""),
-      el("td", {}, pill(job.state)), el("td", {}, progress));
+    const detail = job.width ? `${job.width}×${fmt(job.height, 0)} · ${fmt(job.of, 0)} steps` : job.detail;
+    return el("tr", { class: `job ${token(job.kind)}${job.job_id ? " pickable" : ""}`, "data-job": job.job_id || null,
+      title: job.job_id ? "why it runs here" : null, onclick: job.job_id ? () => explainLive(job.job_id) : null },
+    el("td", {}, badge(job.kind)), el("td", {}, job.model), el("td", {}, detail), el("td", {}, job.peer),
+    el("td", { class: "muted" }, job.entry_node && job.entry_node !== job.peer ? `from ${job.entry_node}` : ""),
+    el("td", {}, pill(job.state)), el("td", {}, jobProgress(job, now)));
   });
-  fill("queues", el("table", {}, el("tr", {}, ["", "model", "job", "on", "", "state", "progress"].map((h) => el("th", {}, h))), rows));
+  fill("queues", el("table", {}, el("tr", {}, ["", "model", "job", "on", "from", "state", "progress"].map((h) => el("th", {}, h))), rows));
 }
 
 function whoText(changed) {
@@ -615,24 +746,64 @@ function tile(label, value, bad) {
 function timelineChart(buckets, windowS) {
   if (!buckets.length) return el("p", { class: "empty" }, "No timeline in this answer.");
   const W = 480, H = 150, left = 28, bottom = 18, top = 8;
-  const max = Math.max(1, ...buckets.map((b) => b.ok + b.failed + b.cancelled));
+  const max = Math.max(1, ...buckets.map((b) => b.ok + b.failed + b.cancelled + b.rejected));
   const bw = (W - left) / buckets.length;
+  const widthS = buckets.length > 1 && buckets[1].start !== null && buckets[0].start !== null ? buckets[1].start - buckets[0].start : windowS / buckets.length;
+  const labelled = labelStep(buckets.map((b) => b.start), widthS);
   const y = (v) => H - bottom - (v / max) * (H - bottom - top); // v / max first: no overflow with huge counts
   const parts = [svg("line", { x1: left, y1: H - bottom, x2: W, y2: H - bottom, stroke: "#d1d5db" }),
     svg("text", { x: left - 4, y: top + 8, "text-anchor": "end" }, max), svg("text", { x: left - 4, y: H - bottom, "text-anchor": "end" }, 0)];
+  let firstLabel = true;
   buckets.forEach((b, i) => {
     let base = 0;
-    for (const [status, color] of [["ok", "var(--ok)"], ["failed", "var(--failed)"], ["cancelled", "var(--cancelled)"]]) {
+    for (const [status, color] of [["ok", "var(--ok)"], ["failed", "var(--failed)"], ["cancelled", "var(--cancelled)"], ["rejected", "var(--rejected)"]]) {
       if (!b[status]) continue;
       parts.push(svg("rect", { x: left + i * bw + 1, y: y(base + b[status]), width: Math.max(1, bw - 2), height: y(base) - y(base + b[status]), fill: color },
-        svg("title", {}, `${clock(b.start)}: ${b.ok} ok, ${b.failed} failed, ${b.cancelled} cancelled${b.p50_ms ? `, p50 ${ms(b.p50_ms)}` : ""}`)));
+        svg("title", {}, `${axisLabel(b.start, widthS, true)}: ${b.ok} ok, ${b.failed} failed, ${b.cancelled} cancelled, ${b.rejected} rejected${b.p50_ms ? `, p50 ${ms(b.p50_ms)}` : ""}`)));
       base += b[status];
     }
-    if (i % 6 === 0) parts.push(svg("text", { x: left + i * bw, y: H - 4 }, clock(b.start, false)));
+    if (b.start !== null && labelled(b.start)) {
+      parts.push(svg("text", { x: left + i * bw, y: H - 4, class: "axis" }, axisLabel(b.start, widthS, firstLabel)));
+      firstLabel = false;
+    }
   });
-  const legend = el("div", { class: "legend" }, [["ok", "ok"], ["failed", "failed"], ["cancelled", "cancelled"]].map(([k, t]) => el("span", {}, el("i", { class: k }), t)),
-    el("span", {}, `each bar ${Math.round(windowS / buckets.length / 60)} min`));
+  const each = widthS >= 86400 ? `${Math.round(widthS / 86400)} day` : widthS >= 3600 ? `${Math.round(widthS / 3600)} h` : `${Math.round(widthS / 60)} min`;
+  const legend = el("div", { class: "legend" }, [["ok", "ok"], ["failed", "failed"], ["cancelled", "cancelled"], ["rejected", "rejected"]].map(([k, t]) => el("span", {}, el("i", { class: k }), t)),
+    el("span", {}, `each bar ${each}`));
   return [svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "requests over time" }, parts), legend];
+}
+
+function trendsChart(trend, series, what) {
+  // stacked bars: requests done per hour in each bucket, one colour per node (or model)
+  const starts = trend.starts;
+  const lines = series.filter(([, values]) => values.length === starts.length && values.some((v) => v > 0));
+  if (!starts.length || !lines.length) return el("p", { class: "empty" }, "Nothing done in this window.");
+  const perHour = 3600 / trend.bucket_s;
+  const W = 480, H = 150, left = 34, bottom = 18, top = 8;
+  const totals = starts.map((_, i) => lines.reduce((sum, [, values]) => sum + values[i], 0) * perHour);
+  const max = Math.max(...totals) || 1;
+  const bw = (W - left) / starts.length;
+  const y = (v) => H - bottom - (v / max) * (H - bottom - top);
+  const labelled = labelStep(starts, trend.bucket_s);
+  const parts = [svg("line", { x1: left, y1: H - bottom, x2: W, y2: H - bottom, stroke: "#d1d5db" }),
+    svg("text", { x: left - 4, y: top + 8, "text-anchor": "end" }, max >= 10 ? Math.round(max) : max.toFixed(1)), svg("text", { x: left - 4, y: H - bottom, "text-anchor": "end" }, 0)];
+  let firstLabel = true;
+  starts.forEach((start, i) => {
+    let base = 0;
+    lines.forEach(([name, values], s) => {
+      const v = values[i] * perHour;
+      if (!v) return;
+      parts.push(svg("rect", { x: left + i * bw + 1, y: y(base + v), width: Math.max(1, bw - 2), height: y(base) - y(base + v), fill: PALETTE[s % PALETTE.length] },
+        svg("title", {}, `${axisLabel(start, trend.bucket_s, true)}: ${name} ${values[i]} done (${v.toFixed(1)} per hour)`)));
+      base += v;
+    });
+    if (start !== null && labelled(start)) {
+      parts.push(svg("text", { x: left + i * bw, y: H - 4, class: "axis" }, axisLabel(start, trend.bucket_s, firstLabel)));
+      firstLabel = false;
+    }
+  });
+  const legend = el("div", { class: "legend" }, lines.map(([name], s) => el("span", {}, el("i", { style: `background:${PALETTE[s % PALETTE.length]}` }), name)));
+  return [svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `throughput per hour by ${what}` }, parts), legend];
 }
 
 function latencyChart(byNode) {
@@ -669,16 +840,72 @@ function breakdown(groups, unknownLabel) {
   });
 }
 
+function pairs(items, limit) {
+  return items.slice(0, limit || 6).map(([name, n]) => `${name} ${n}`).join(", ");
+}
+
+function modelTable(byModel) {
+  if (!byModel.length) return el("p", { class: "empty" }, "No requests in this window.");
+  const head = el("tr", {}, ["model", "requests", "ok", "failed", "p50", "p95", "ran on", "failures by reason"].map((h) =>
+    el("th", { class: ["requests", "ok", "failed", "p50", "p95"].includes(h) ? "num" : "" }, h)));
+  const rows = byModel.slice().sort((a, b) => b[1].total - a[1].total).map(([name, b]) => el("tr", { "data-model": name },
+    el("td", {}, name), el("td", { class: "num" }, b.total), el("td", { class: "num" }, b.succeeded), el("td", { class: "num" }, b.failed),
+    el("td", { class: "num" }, ms(b.p50_generation_ms)), el("td", { class: "num" }, ms(b.p95_generation_ms)),
+    el("td", {}, pairs(b.ran_on) || "–"), el("td", { class: "wrap" }, pairs(b.failure_reasons, 4) || "–")));
+  return el("table", {}, head, rows);
+}
+
+function tagTable(byTag) {
+  if (!byTag.length) return el("p", { class: "empty" }, "No tagged requests in this window (tag them with X-Herd-Tags or metadata.tags).");
+  const head = el("tr", {}, ["tag", "requests", "ok", "failed", "time used", "models"].map((h) =>
+    el("th", { class: ["requests", "ok", "failed", "time used"].includes(h) ? "num" : "" }, h)));
+  const rows = byTag.slice().sort((a, b) => b[1].total - a[1].total).map(([name, b]) => el("tr", { "data-tag": name },
+    el("td", {}, name), el("td", { class: "num" }, b.total), el("td", { class: "num" }, b.succeeded), el("td", { class: "num" }, b.failed),
+    el("td", { class: "num" }, b.generation_s_total === null ? "–" : seconds(b.generation_s_total)), el("td", {}, pairs(b.models) || "–")));
+  return el("table", {}, head, rows);
+}
+
+function failureList(failures) {
+  if (!failures.length) return el("p", { class: "empty" }, "No failures in this window.");
+  const now = serverNow();
+  return el("ul", { class: "failures" }, failures.map((f) => el("li", { class: f.job_id ? "pickable" : "", "data-job": f.job_id || null,
+    onclick: f.job_id ? () => explainRecorded(f.job_id) : null },
+  el("div", {}, badge(f.kind), " ", el("b", {}, f.model), ` · ${clock(f.ts)} (${ago(f.ts === null ? null : now - f.ts)})`,
+    f.entry_node ? ` · entered at ${f.entry_node}` : "", f.node ? ` · ran on ${f.node}` : ""),
+  el("div", { class: "reason" }, f.error || "no reason given"),
+  f.attempts.length ? el("ol", { class: "attempts" }, f.attempts.map((a) => el("li", {}, el("b", {}, a.node), a.status ? ` (${a.status})` : "", `: ${a.reason}`))) : null)));
+}
+
+function rejectedNote(rejected) {
+  if (!rejected.total) return el("p", { class: "empty" }, "None: every request named a model the mesh has, in a valid form.");
+  return el("div", {}, el("p", {}, `${rejected.total} request${rejected.total === 1 ? "" : "s"} refused before routing (not counted as failures of the mesh).`),
+    el("p", { class: "muted" }, `By model asked for: ${pairs(rejected.by_model, 8)}`),
+    el("ul", { class: "reasons" }, rejected.by_reason.slice(0, 8).map(([why, n]) => el("li", {}, `${n} × ${why}`))));
+}
+
+function drawWindowTabs() {
+  fill("window-tabs", WINDOWS.map(([hours, label]) => el("button", {
+    type: "button", class: hours === view.hours ? "active" : "", "data-hours": hours, "aria-pressed": hours === view.hours ? "true" : "false",
+    onclick: () => { view.hours = hours; drawWindowTabs(); refreshStats(true); },
+  }, label)));
+}
+
 function drawStats() {
   const all = view.stats;
   if (!all) return;
   const s = all.kinds[view.kind];
   panel("statistics", "tiles", () => drawTiles(all, s));
   panel("timeline chart", "chart-timeline", () => fill("chart-timeline", timelineChart(s.timeline, all.window_s)));
+  panel("trends by node", "chart-trend-node", () => fill("chart-trend-node", trendsChart(s.trends, s.trends.by_node, "node")));
+  panel("trends by model", "chart-trend-model", () => fill("chart-trend-model", trendsChart(s.trends, s.trends.by_model, "model")));
   panel("latency chart", "chart-latency", () => fill("chart-latency", latencyChart(s.by_node)));
   panel("by-node chart", "chart-node", () => fill("chart-node", breakdown(s.by_node, "(never ran)")));
   panel("by-model chart", "chart-model", () => fill("chart-model", breakdown(s.by_model)));
   panel("by-tag chart", "chart-tag", () => fill("chart-tag", breakdown(s.by_tag)));
+  panel("model insights", "models-table", () => fill("models-table", modelTable(s.by_model)));
+  panel("tag usage", "tags-table", () => fill("tags-table", tagTable(s.by_tag)));
+  panel("recent failures", "failures", () => fill("failures", failureList(s.failures)));
+  panel("rejected requests", "rejected", () => fill("rejected", rejectedNote(s.rejected)));
   panel("recent requests", "recent", () => drawRecent(s));
 }
 
@@ -687,15 +914,16 @@ function drawTiles(all, s) {
     type: "button", class: kind === view.kind ? "active" : "", "data-kind": kind,
     onclick: () => { view.kind = kind; drawStats(); },
   }, `${label} (${all.kinds[kind].total})`)));
-  fill("stats-window", `last ${Math.round(all.window_s / 3600)} h, whole mesh`);
+  fill("stats-window", `last ${windowLabel(all.window_s)}, whole mesh`);
   const missing = all.nodes_missing.map((m) => `${m.node_id} (${m.reason})`);
   const sources = document.getElementById("stats-sources");
-  sources.className = missing.length ? "note error" : "note";
-  sources.textContent = `From ${all.nodes_answered.join(", ")}` + (missing.length ? `. Not answering, so not counted: ${missing.join("; ")}` : "") +
+  sources.className = missing.length ? "note warn" : "note";
+  sources.textContent = `From ${all.nodes_answered.join(", ")}` +
+    (missing.length ? `. Not answering: ${missing.join("; ")}; their requests are counted from the copies every peer keeps` : "") +
     (all.nodes_truncated.length ? `. Only the newest rows of: ${all.nodes_truncated.join(", ")}` : "") + ".";
   fill("tiles", tile("requests", s.total), tile("succeeded", s.succeeded), tile("failed", s.failed, s.failed > 0),
-    tile("cancelled", s.cancelled), tile("avg time", ms(s.avg_generation_ms)), tile("p50", ms(s.p50_generation_ms)),
-    tile("p95", ms(s.p95_generation_ms)), tile("avg queue", ms(s.avg_queue_ms)));
+    tile("cancelled", s.cancelled), tile("rejected", s.rejected.total), tile("avg time", ms(s.avg_generation_ms)),
+    tile("p50", ms(s.p50_generation_ms)), tile("p95", ms(s.p95_generation_ms)), tile("avg queue", ms(s.avg_queue_ms)));
 }
 
 function drawRecent(s) {
@@ -705,17 +933,130 @@ function drawRecent(s) {
     fill("recent", el("tr", {}, el("td", { class: "empty" }, "No requests in this window.")));
     return;
   }
-  const head = el("tr", {}, ["when", "", "model", "size", "ran on", "entry", "time", "queue", "status", "tags", ""].map((h) =>
+  const head = el("tr", {}, ["when", "", "model", "size", "ran on", "entry", "time", "queue", "status", "tags", "error or prompt"].map((h) =>
     el("th", { class: ["time", "queue"].includes(h) ? "num" : "" }, h)));
-  const rows = s.recent.map((r) => el("tr", {},
-    el("td", { title: ago(r.ts === null ? null : now - r.ts) }, clock(r.ts)), el("td", {}, badge(r.kind)), el("td", {}, r.model),
-    el("td", {}, r.width ? `${r.width}×${fmt(r.height, 0)} · ${fmt(r.steps, 0)}` : ""), el("td", {}, r.node || "–"), el("td", {}, r.entry_node || "–"),
-    el("td", { class: "num" }, ms(r.generation_ms)), el("td", { class: "num" }, ms(r.queue_ms)), el("td", {}, pill(r.status)),
-    el("td", {}, r.tags.join(", ")), el("td", { class: "muted", title: r.error || r.prompt }, (r.error || r.prompt).slice(0, 60))));
+  const rows = s.recent.map((r) => el("tr", { class: r.job_id ? "pickable" : "", "data-job": r.job_id || null,
+    title: r.job_id ? "click: why it went where it went" : null, onclick: r.job_id ? () => explainRecorded(r.job_id) : null },
+  el("td", { title: ago(r.ts === null ? null : now - r.ts) }, clock(r.ts)), el("td", {}, badge(r.kind)), el("td", {}, r.model),
+  el("td", {}, r.width ? `${r.width}×${fmt(r.height, 0)} · ${fmt(r.steps, 0)}` : ""), el("td", {}, r.node || "–"), el("td", {}, r.entry_node || "–"),
+  el("td", { class: "num" }, ms(r.generation_ms)), el("td", { class: "num" }, ms(r.queue_ms)), el("td", {}, pill(r.status)),
+  el("td", {}, r.tags.join(", ")), el("td", { class: "muted", title: r.error || r.prompt }, (r.error || r.prompt).slice(0, 60))));
   fill("recent", head, rows);
 }
 
-// -- wiring ----------------------------------------------------------------------------------------------------
+// -- routing explained ---------------------------------------------------------------------------------------------
+function drawRoute() {
+  const r = view.route;
+  if (!r) return;
+  if (r.error) {
+    fill("routing-result", el("p", { class: "note error" }, r.error));
+    return;
+  }
+  fill("routing-result",
+    el("p", {}, el("b", {}, r.job_id || "?"), r.model ? ` · ${r.model}` : "", r.status ? " · " : "", r.status ? pill(r.status) : null),
+    el("ul", { class: "explanation" }, r.explanation.map((line) => el("li", {}, line))),
+    r.options.length ? el("table", { class: "options" }, el("tr", {}, ["peer", "expected", "or why not"].map((h) => el("th", {}, h))),
+      r.options.map((o) => el("tr", { class: o.chosen ? "chosen" : "" }, el("td", {}, o.node, o.chosen ? " ✓" : ""), el("td", {}, o.estimate || "–"), el("td", {}, o.cannot || "")))) : null,
+    r.reason ? el("p", { class: "muted" }, `the router's own words: ${r.reason}`) : null);
+}
+
+async function explain(url, jobId) {
+  document.getElementById("routing-job").value = jobId;
+  try {
+    view.route = normRoute(await getJSON(url)) || { error: "the answer is not an explanation" };
+  } catch (err) {
+    view.route = { error: errorText(err) };
+  }
+  panel("routing", "routing-result", drawRoute);
+}
+
+function explainRecorded(jobId) {
+  return explain(`/dashboard/api/routing?job=${encodeURIComponent(jobId)}`, jobId);
+}
+
+async function explainLive(jobId) {
+  // a running job: the entry peer's live record (its reason), else what the mesh recorded
+  try {
+    const live = obj(await getJSON(`/api/jobs/${encodeURIComponent(jobId)}`));
+    const route = normRoute(live) || {};
+    const where = str(live.node) ? `runs on ${str(live.node)}` : "waits for a peer";
+    const reason = str(live.reason);
+    route.explanation = [`${str(live.state) || "running"}: ${where}`, reason ? `${str(live.node) || "?"} was expected to finish first: ${reason.split("; ")[0]}` : "no routing reason known yet",
+      ...reason.split("; ").slice(1).map((part) => `also: ${part}`)];
+    route.options = [];
+    view.route = route;
+    document.getElementById("routing-job").value = jobId;
+    panel("routing", "routing-result", drawRoute);
+  } catch (err) {
+    await explainRecorded(jobId);
+  }
+}
+
+// -- fetching: the event stream, refreshes it asks for, and the pollers that stand in when it is away ------------
+function poller(url, everyMs, apply) {
+  // a poller that can be started and stopped; never two of its requests in flight
+  let busy = false;
+  let timer = null;
+  const tick = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      apply(await getJSON(typeof url === "function" ? url() : url));
+      view.lastOk = Date.now();
+    } catch (err) {
+      console.warn(`herd-mesh dashboard: ${typeof url === "function" ? url() : url}: ${errorText(err)}`);
+    } finally {
+      busy = false;
+    }
+  };
+  return {
+    start() {
+      if (timer === null) {
+        tick();
+        timer = setInterval(tick, everyMs);
+      }
+    },
+    stop() {
+      clearInterval(timer);
+      timer = null;
+    },
+    get running() {
+      return timer !== null;
+    },
+  };
+}
+
+function refresher(url, apply) {
+  // fetch now, or right after the one in flight (never two at once, never a request lost)
+  let busy = false;
+  let again = false;
+  let timer = null;
+  const run = async () => {
+    if (busy) {
+      again = true;
+      return;
+    }
+    busy = true;
+    try {
+      apply(await getJSON(typeof url === "function" ? url() : url));
+      view.lastOk = Date.now();
+    } catch (err) {
+      console.warn(`herd-mesh dashboard: ${errorText(err)}`);
+    } finally {
+      busy = false;
+      if (again) {
+        again = false;
+        run();
+      }
+    }
+  };
+  return (soon) => {
+    clearTimeout(timer);
+    if (soon) timer = setTimeout(run, REFRESH_GAP_MS);
+    else run();
+  };
+}
+
 function drawLive() {
   drawHeader();
   panel("peers", "peers", drawPeers);
@@ -729,6 +1070,16 @@ function applyPeers(answer) {
   const me = doc.peers.find((p) => p.self);
   if (me && me.last_seen !== null) view.serverOffsetMs = me.last_seen * 1000 - Date.now();
   drawLive();
+  if (view.mode === "events") {
+    const key = doc.peers.map((p) => `${p.node_id || p.url}:${p.status}`).join(",");
+    if (key !== view.statusKey) {
+      view.statusKey = key;
+      refreshHealth(true);
+      refreshStats(false); // which peers answered changed
+    } else if (Date.now() - view.healthAt > HEALTH_EVERY_MS) {
+      refreshHealth(true);
+    }
+  }
 }
 
 // An answer that is not even an object is refused (the poller logs it) and the page keeps the last good one.
@@ -736,6 +1087,7 @@ function applyHealth(answer) {
   const health = normHealth(answer);
   if (!health) throw new Error("the answer is not a health document");
   view.health = health;
+  view.healthAt = Date.now();
   drawHeader();
 }
 
@@ -753,19 +1105,95 @@ function applyStats(answer) {
   drawStats();
 }
 
-let refreshTimer = null;
+const pollers = {
+  peers: poller("/mesh/peers", POLLS.peers, applyPeers),
+  health: poller("/dashboard/api/health", POLLS.health, applyHealth),
+  settings: poller("/dashboard/api/settings?detail=1", POLLS.settings, applySettings),
+  stats: poller(statsURL, POLLS.stats, applyStats),
+};
+const refreshHealth = refresher("/dashboard/api/health", applyHealth);
+const refreshStatsNow = refresher(statsURL, applyStats);
+const refreshPeers = refresher("/mesh/peers", applyPeers);
+
+function refreshStats(now) {
+  refreshStatsNow(!now);
+}
+
 function refreshSoon() {
-  clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => getJSON("/mesh/peers").then(applyPeers).catch(() => {}), 300);
+  // after a setting was saved: the stream says so by itself; without it, ask once
+  if (view.mode !== "events") refreshPeers(true);
+}
+
+function setMode(mode) {
+  view.mode = mode;
+  const polling = mode !== "events" && USE_POLLING;
+  for (const p of Object.values(pollers)) {
+    if (polling) p.start();
+    else p.stop();
+  }
+  panel("header", "peer-counts", drawStatus);
+}
+
+function listen() {
+  // the event stream; while it is open the pollers rest, and if it stays away FALLBACK_MS they take over
+  // a browser's EventSource cannot send a header: a key the person gave goes in the query (this route only)
+  const key = storedKey();
+  const source = new EventSource(`/dashboard/api/events${key ? `?key=${encodeURIComponent(key)}` : ""}`);
+  let fallback = setTimeout(() => setMode("polling"), FALLBACK_MS);
+  const handle = (apply) => (event) => {
+    view.lastOk = Date.now();
+    try {
+      apply(JSON.parse(event.data));
+    } catch (err) {
+      console.warn(`herd-mesh dashboard: a ${event.type} event was refused: ${errorText(err)}`);
+    }
+  };
+  source.onopen = () => {
+    clearTimeout(fallback);
+    fallback = null;
+    setMode("events");
+    refreshHealth();
+    refreshStats(true);
+  };
+  source.onerror = () => {
+    if (fallback === null) fallback = setTimeout(() => setMode("polling"), FALLBACK_MS);
+    if (source.readyState === EventSource.CLOSED) {
+      // the browser gave up (an error status, such as 503 when the peer serves too many streams): retry later
+      setMode("polling");
+      setTimeout(listen, 10 * FALLBACK_MS);
+    }
+  };
+  source.addEventListener("peers", handle(applyPeers));
+  source.addEventListener("settings", handle(applySettings));
+  source.addEventListener("records", handle(() => refreshStats(false)));
 }
 
 function start() {
   if (view.peers) drawLive();
-  poll("/mesh/peers", POLLS.peers, applyPeers);
-  poll("/dashboard/api/health", POLLS.health, applyHealth);
-  poll("/dashboard/api/settings?detail=1", POLLS.settings, applySettings);
-  poll("/dashboard/api/stats?recent=30", POLLS.stats, applyStats);
-  setInterval(drawHeader, 1000);
+  drawWindowTabs();
+  document.getElementById("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    try {
+      localStorage.setItem(KEY_STORE, document.getElementById("mesh-key").value.trim());
+    } catch (err) {
+      console.warn(`herd-mesh dashboard: the key cannot be kept in this browser: ${errorText(err)}`);
+    }
+    document.getElementById("key-form").hidden = true;
+    refreshHealth();
+    refreshStats(true);
+    refreshPeers();
+  });
+  document.getElementById("routing-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = document.getElementById("routing-job").value.trim();
+    if (id) explainRecorded(id);
+  });
+  if (USE_EVENTS) listen();
+  else setMode("polling");
+  setInterval(() => {
+    drawHeader();
+    if (view.mode === "events") panel("queues", "queues", drawQueues); // elapsed times and ETAs tick
+  }, 1000);
 }
 
 start();
