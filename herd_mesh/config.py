@@ -78,9 +78,9 @@ class Config:
                 raise ConfigError(f"--allow-host needs a host name such as studio.lan, got {name!r}")
         for origin in self.cors_origins:
             _check_origin(origin)
-        for what, key in [("mesh key", self.mesh_key), *(("API key", k) for k in self.api_keys)]:
+        for what, key in [("a mesh key", self.mesh_key), *(("an API key", k) for k in self.api_keys)]:
             if key is not None and not signing.valid_key(key):
-                raise ConfigError(f"a {what} must be at least {signing.MIN_KEY_CHARS} printable characters without "
+                raise ConfigError(f"{what} must be at least {signing.MIN_KEY_CHARS} printable characters without "
                                   "spaces (`herd key generate` makes a good mesh key)")  # fmt: skip
 
     @property

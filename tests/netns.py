@@ -279,6 +279,7 @@ class Lab:
     """
 
     def __init__(self, n_hosts: int, tag: str | None = None, *, _probe: bool = False) -> None:
+        self._mac = "02:" + ":".join(secrets.token_hex(1) for _ in range(5))  # locally administered, unicast
         self.tag = tag or secrets.token_hex(3)  # names: herd-<tag>-<i> and 15-char-limited hv<tag><i>, hb<tag>a
         if len(self.tag) > 8 or not self.tag.isalnum():
             raise ValueError("tag: at most 8 letters or digits (Linux link names are at most 15 characters)")
@@ -351,8 +352,13 @@ class Lab:
         return str(self.subnet.network_address + last)
 
     def _add_bridge(self, name: str, address: str) -> None:
+        """Both bridges get one fixed MAC (`self._mac`): a bridge without one takes the lowest MAC of its ports,
+        so moving a host's cable to the partition bridge and back would change both bridges' MACs, and the hosts'
+        neighbour entries for the root namespace (where clients run) would point at a MAC that is gone: answers
+        on connections opened before a split or heal were dropped for 6.5 s and more."""
         self._state.record(link=name)
         self._ip("link", "add", "name", name, "type", "bridge", "stp_state", "0", "mcast_snooping", "0")
+        self._ip("link", "set", "dev", name, "address", self._mac)
         snooping = Path(f"/sys/class/net/{name}/bridge/multicast_snooping")
         if snooping.exists() and snooping.read_text().strip() != "0":  # notes: snooping drops mDNS between ports
             raise LabError(f"{name}: IGMP snooping still on")

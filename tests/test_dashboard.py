@@ -219,7 +219,7 @@ def test_every_check_says_what_to_do() -> None:
     assert "the mesh is open (no mesh key on mini)" in advice and "`herd key generate`" in advice
     assert "peer mini's data dir is on a nearly full disk (1.5 GB free of 500 GB)" in advice
     assert "no peer has an LLM" in advice and "`ollama serve`" in advice
-    assert "no peer can transcribe" in advice and "herd-mesh[stt]" in advice
+    assert "no peer can transcribe" in advice and "'.[stt]'" in advice
     assert "peer studio failed 4 of its last 5 jobs in the last hour (last: mflux exited with code 1)" in advice
     assert "peer mini failed" not in advice  # 1 of 9 is no pattern
     assert all(": " in line for line in verdict["recommendations"])  # what is wrong: what to do

@@ -89,7 +89,7 @@ def test_it_starts_and_stops_this_machines_peer_and_launches_at_login(mesh: Mesh
 
 def test_without_a_desktop_it_says_why() -> None:
     reason = tray.unavailable(platform="linux", env={})
-    assert reason is not None and ("DISPLAY" in reason or "herd-mesh[menubar]" in reason)
+    assert reason is not None and ("DISPLAY" in reason or "'.[menubar]'" in reason)
     assert "rumps" in (tray.unavailable(platform="darwin", env={}) or "rumps")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "HERD_PORT")}
     out = subprocess.run([sys.executable, "-m", "herd_mesh", "menubar", "--port", "1"], capture_output=True,

@@ -215,3 +215,27 @@ def test_the_dashboards_event_stream_takes_the_key_in_its_query(mesh: Mesh) -> N
     assert a.get("/api/tags", params={"key": api_key}).status_code == 401  # nowhere else
     with httpx.stream("GET", a.url + "/dashboard/api/events", params={"key": api_key}, timeout=10) as stream:
         assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+
+
+def test_a_member_macs_client_never_picks_a_peer_without_the_key(
+    mesh: Mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Mac without the key calls itself part of the mesh (same name): a member's client never uses it, so a
+    settings change cannot land there and report success."""
+    import herd_mesh
+
+    a = mesh.add("a", args=["--mesh-key", KEY])
+    b = mesh.add("b", args=["--mesh-key", KEY])
+    impostor = mesh.add("open")
+    wait_until(lambda: peer_ids(a) == {"b"} and peer_ids(b) == {"a"}, 10, what="a and b to list each other")
+    member = tmp_path / "member"
+    member.mkdir()
+    (member / "mesh.key").write_text(KEY)
+    monkeypatch.setenv("HERD_DATA_DIR", str(member))
+    monkeypatch.delenv("HERD_URL", raising=False)
+    chosen = set()
+    for _ in range(4):
+        with herd_mesh.Client(mesh=mesh.name, discovery_timeout=1.5) as client:
+            chosen.add(client.node)
+    assert chosen and chosen <= {"a", "b"}
+    assert impostor.get("/mesh/peers").status_code == 200

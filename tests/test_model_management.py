@@ -174,7 +174,7 @@ def test_herd_models_pull_shows_progress_and_rm_asks_first(pair: tuple[Peer, Pee
     assert pulled.stdout.strip() == "granite3:2b: success on bravo"
     assert "granite3:2b" in on_disk(sb)
     unconfirmed = herd("models", "rm", "granite3:2b", "--node", "bravo", "--url", a.url)
-    assert unconfirmed.returncode == 2 and "not deleted" in unconfirmed.stderr and "--yes" in unconfirmed.stderr
+    assert unconfirmed.returncode == 1 and "not deleted" in unconfirmed.stderr and "--yes" in unconfirmed.stderr
     assert "granite3:2b" in on_disk(sb)
     removed = herd("models", "rm", "granite3:2b", "--node", "bravo", "--yes", "--url", a.url)
     assert removed.returncode == 0 and removed.stdout.strip() == "granite3:2b: deleted from bravo", removed.stderr

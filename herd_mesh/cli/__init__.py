@@ -8,6 +8,7 @@ use `herd_mesh.client`; only `serve` builds a peer.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -37,9 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(f".{COMMANDS[command]}", __name__)
         if command == "serve":
             return int(module.main(rest, prog="herd serve"))
-        if COMMANDS[command] == "info":  # one module, several commands: it is told which
-            return int(module.main(command, rest))
-        return int(module.main(rest))
+        try:
+            if COMMANDS[command] == "info":  # one module, several commands: it is told which
+                return int(module.main(command, rest))
+            return int(module.main(rest))
+        except BrokenPipeError:  # `herd stats | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 0
     from .serve import main as serve  # bare `herd [peer options]`: the peer, as before
 
     return serve(args)

@@ -31,6 +31,7 @@ from ..client._common import PROBE_PATH, identity
 from ..client._discovery import browse
 from ..config import Config
 from ..core import catalogue
+from ..core.extras import install_hint
 from ..errors import ConfigError
 from . import serve
 
@@ -207,7 +208,7 @@ def check_whisper(configured: str | None, choose: Callable[[str | None], Any] | 
         return Check(
             "warn",
             "no Whisper engine: this machine transcribes no speech",
-            "pip install 'herd-mesh[stt]' (or `uv tool install 'herd-mesh[stt]'`); other peers serve it meanwhile",
+            f"{install_hint('stt')}; other peers serve it meanwhile",
         )
     models = ", ".join(engine.models()) or "none"
     if models == "none":

@@ -35,16 +35,19 @@ def save_key(path: Path, key: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="herd key", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", help="the peer's data dir [HERD_DATA_DIR; default ~/.herd-mesh]")
+    data_dir = "the peer's data dir [HERD_DATA_DIR; default ~/.herd-mesh]"
+    p.add_argument("--data-dir", help=data_dir)
+    common = argparse.ArgumentParser(add_help=False)  # so `herd key show --data-dir X` works too
+    common.add_argument("--data-dir", default=argparse.SUPPRESS, help=data_dir)
     sub = p.add_subparsers(dest="action", required=True)
-    generate = sub.add_parser("generate", help="make a new random mesh key and save it")
+    generate = sub.add_parser("generate", parents=[common], help="make a new random mesh key and save it")
     generate.add_argument(
         "--force", action="store_true", help="replace an existing key (every Mac needs the new one)"
     )
-    sub.add_parser("show", help="print the key, to copy to the next Mac")
-    set_ = sub.add_parser("set", help="save a key made on another Mac")
+    sub.add_parser("show", parents=[common], help="print the key, to copy to the next Mac")
+    set_ = sub.add_parser("set", parents=[common], help="save a key made on another Mac")
     set_.add_argument("key")
-    sub.add_parser("remove", help="delete the key file: the mesh becomes open on this Mac")
+    sub.add_parser("remove", parents=[common], help="delete the key file: the mesh becomes open on this Mac")
     return p
 
 
@@ -74,5 +77,8 @@ def main(argv: Sequence[str]) -> int:
         error(str(exc))
         return 1
     print(f"saved the mesh key in {path} (fingerprint {signing.fingerprint(key)})")
-    print("restart the peer; then run `herd key set <key>` on every other Mac (`herd key show` prints it)")
+    if args.action == "generate":
+        print("restart the peer; then, on every other Mac: herd key set <key> (`herd key show` prints it here)")
+    else:
+        print("restart the peer on this Mac: it joins the Macs with the same key")
     return 0

@@ -12,9 +12,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ..core.extras import install_hint
 from ._common import EXIT_OK, EXIT_USAGE, add_client_options, error
 
-MISSING = "`herd mcp` needs the MCP SDK: pip install 'herd-mesh[mcp]'"
+MISSING = f"`herd mcp` needs the MCP SDK: {install_hint('mcp')}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import HerdError
 from . import info
-from ._common import EXIT_OK, EXIT_USAGE, add_client_options, client, error, explain
+from ._common import EXIT_FAILED, EXIT_OK, add_client_options, client, error, explain
 
 USAGE = """
 commands that change one Mac's Ollama:
@@ -96,7 +96,7 @@ def remove(argv: Sequence[str]) -> int:
     if not (args.yes or confirmed(args.name, args.node)):
         error(f"not deleted: {args.name} stays on {args.node}; models are deleted only once confirmed "
               "(answer y, or pass --yes)")  # fmt: skip
-        return EXIT_USAGE
+        return EXIT_FAILED
     try:
         with client(args) as herd:
             done = herd.delete_model(args.name, node=args.node, confirm=True)

@@ -34,6 +34,7 @@ COMMANDS_EPILOG = """commands (`herd COMMAND --help` for each):
   herd settings get|set         mesh-wide settings
   herd stats [--hours N]        what the mesh did lately
   herd doctor                   check this machine and explain what to fix
+  herd key generate|show|set|remove   the mesh key that closes the mesh to other Macs
   herd service install|uninstall|status   keep a peer running (launchd / systemd)
   herd menubar                  a menu-bar (tray) launcher"""
 

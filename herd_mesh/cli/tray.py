@@ -10,10 +10,11 @@ import threading
 import time
 from typing import Any
 
+from ..core.extras import install_hint
 from .menubar import Glance, MenubarController
 
 REFRESH_S = 2.0
-EXTRA = "pip install 'herd-mesh[menubar]' (or: uv tool install 'herd-mesh[menubar]')"
+EXTRA = install_hint("menubar")
 
 
 def unavailable(platform: str = sys.platform, env: dict[str, str] | None = None) -> str | None:

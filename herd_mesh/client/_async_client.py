@@ -49,6 +49,7 @@ class AsyncClient:
         self.mesh = common.mesh_name(mesh)
         self._explicit = common.explicit_target(url)
         self._discovery_timeout = discovery_timeout
+        self._key = common.local_key_fingerprint()  # a member Mac's client only uses members of its mesh
         self._failover = failover
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=common.CONNECT_TIMEOUT_S),
@@ -85,7 +86,7 @@ class AsyncClient:
             response = await self._http.get(url + common.PROBE_PATH, timeout=PROBE_TIMEOUT_S)
         except httpx.HTTPError:
             return None
-        return common.ping_node(response, self.mesh)
+        return common.ping_node(response, self.mesh, self._key)
 
     async def _current(self, exclude: set[str], failures: list[str]) -> Target:
         if self._lock is None:
@@ -110,7 +111,9 @@ class AsyncClient:
             if node:
                 return Target(LOCAL_URL, node, "local peer")
             tried.append(f"this machine's peer at {LOCAL_URL}: none of mesh {self.mesh!r}")
-        found_list = await asyncio.to_thread(browse, self.mesh, self._discovery_timeout, exclude=frozenset(exclude))
+        found_list = await asyncio.to_thread(
+            browse, self.mesh, self._discovery_timeout, exclude=frozenset(exclude), key=self._key
+        )
         tried.append(f"mDNS for {self._discovery_timeout:g} s: {len(found_list)} peer(s) of mesh {self.mesh!r}")
         for i, found in enumerate(found_list):
             node = await self._probe(found.url)

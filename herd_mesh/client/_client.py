@@ -85,6 +85,7 @@ class Client:
         self.mesh = common.mesh_name(mesh)
         self._explicit = common.explicit_target(url)
         self._discovery_timeout = discovery_timeout
+        self._key = common.local_key_fingerprint()  # a member Mac's client only uses members of its mesh
         self._failover = failover
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=common.CONNECT_TIMEOUT_S),
@@ -120,7 +121,9 @@ class Client:
 
     def _probe(self, url: str) -> str | None:
         try:
-            return common.ping_node(self._http.get(url + common.PROBE_PATH, timeout=PROBE_TIMEOUT_S), self.mesh)
+            return common.ping_node(
+                self._http.get(url + common.PROBE_PATH, timeout=PROBE_TIMEOUT_S), self.mesh, self._key
+            )
         except httpx.HTTPError:
             return None
 
@@ -145,7 +148,7 @@ class Client:
             if node:
                 return Target(LOCAL_URL, node, "local peer")
             tried.append(f"this machine's peer at {LOCAL_URL}: none of mesh {self.mesh!r}")
-        found_list = browse(self.mesh, self._discovery_timeout, exclude=frozenset(exclude))
+        found_list = browse(self.mesh, self._discovery_timeout, exclude=frozenset(exclude), key=self._key)
         tried.append(f"mDNS for {self._discovery_timeout:g} s: {len(found_list)} peer(s) of mesh {self.mesh!r}")
         for i, found in enumerate(found_list):
             node = self._probe(found.url)

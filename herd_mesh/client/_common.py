@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from ..core.signing import fingerprint
 from ..errors import Reason
 from ._errors import Attempt, JobNotFound, RequestFailed
 from ._models import ChatResult, Embeddings, ImageResult, Job, JobState, ModelInfo, PeerInfo, Segment, Transcript
@@ -91,14 +92,26 @@ class KeyAuth(httpx.Auth):
         yield request
 
 
-def key_auth(api_key: str | None, env: Mapping[str, str] | None = None) -> KeyAuth:
+def local_mesh_key(env: Mapping[str, str] | None = None) -> str | None:
+    """This Mac's mesh key, when it is a member of a keyed mesh: `HERD_MESH_KEY`, else the data dir's file."""
     env = os.environ if env is None else env
+    if env.get("HERD_MESH_KEY"):
+        return env["HERD_MESH_KEY"].strip() or None
     data_dir = Path(env.get("HERD_DATA_DIR") or "~/.herd-mesh").expanduser()
     try:
-        local = (data_dir / KEY_FILE).read_text().strip() or None
+        return (data_dir / KEY_FILE).read_text().strip() or None
     except OSError:
-        local = None
-    return KeyAuth(api_key or env.get("HERD_API_KEY") or None, local)
+        return None
+
+
+def local_key_fingerprint(env: Mapping[str, str] | None = None) -> str | None:
+    key = local_mesh_key(env)
+    return fingerprint(key) if key else None
+
+
+def key_auth(api_key: str | None, env: Mapping[str, str] | None = None) -> KeyAuth:
+    env = os.environ if env is None else env
+    return KeyAuth(api_key or env.get("HERD_API_KEY") or None, local_mesh_key(env))
 
 
 def mesh_name(mesh: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -109,10 +122,18 @@ def mesh_name(mesh: str | None, env: Mapping[str, str] | None = None) -> str:
 PROBE_PATH = "/mesh/peers"  # the one `/mesh/` call a peer answers without the mesh key
 
 
-def ping_node(response: httpx.Response, mesh: str) -> str | None:
-    """The node id in a `/mesh/peers` answer, when it is a herd peer of `mesh`."""
+def ping_node(response: httpx.Response, mesh: str, key: str | None = None) -> str | None:
+    """The node id in a `/mesh/peers` answer, when it is a herd peer of `mesh` (and, with `key`, a member with
+    that mesh key's fingerprint)."""
     doc = identity(response)
-    return None if doc is None or doc.get("mesh") != mesh else str(doc["node_id"])
+    if doc is None or doc.get("mesh") != mesh:
+        return None
+    if key is not None:
+        capabilities = doc.get("capabilities")
+        security = capabilities.get("security") if isinstance(capabilities, dict) else None
+        if not isinstance(security, dict) or security.get("key") != key:
+            return None
+    return str(doc["node_id"])
 
 
 def identity_of(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..core import txt
+from ..core.zeroconf_log import quiet_network_errors
 from ..errors import TxtError
 
 RESOLVE_TIMEOUT_MS = 800
@@ -30,6 +31,7 @@ class Found:
     local: bool  # an address of this machine
     queue: int = 0
     cpu: int = 0
+    key: str = ""  # the fingerprint of its mesh key ("" in an open mesh)
 
 
 def local_addresses() -> set[str]:
@@ -61,16 +63,23 @@ def rank(found: list[Found]) -> list[Found]:
     return sorted(found, key=lambda f: (not f.local, f.queue, f.cpu, f.node_id))
 
 
-def browse(mesh: str, timeout: float = 2.0, *, exclude: frozenset[str] = frozenset()) -> list[Found]:
+def browse(
+    mesh: str, timeout: float = 2.0, *, exclude: frozenset[str] = frozenset(), key: str | None = None
+) -> list[Found]:
     """Peers of `mesh` seen within `timeout` seconds, best first; stops early once this machine's peer is seen.
+    With `key` (this Mac's mesh key fingerprint), only the peers with that key: a Mac without it, even one
+    calling itself part of the mesh, is never used.
 
     Runs in a worker thread: zeroconf's blocking API refuses to run in a thread that has an event loop."""
     with ThreadPoolExecutor(1, thread_name_prefix="herd-browse") as pool:
-        return pool.submit(_browse, mesh, timeout, exclude).result()
+        found = pool.submit(_browse, mesh, timeout, exclude).result()
+    return found if key is None else [f for f in found if f.key == key]
 
 
 def _browse(mesh: str, timeout: float, exclude: frozenset[str]) -> list[Found]:
     from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
+
+    quiet_network_errors()  # no Wi-Fi: one line from zeroconf, not a traceback in the user's script
 
     names: list[str] = []
     lock = threading.Lock()
@@ -131,4 +140,5 @@ def _resolve(zc: object, name: str, mesh: str, mine: set[str]) -> Found | None:
         return None
     local = [a for a in addresses if a in mine or a.startswith("127.")]
     address = (local or addresses)[0]
-    return Found(summary.node_id, f"http://{address}:{info.port}", bool(local), summary.queue, summary.cpu_percent)
+    return Found(summary.node_id, f"http://{address}:{info.port}", bool(local), summary.queue, summary.cpu_percent,
+                 summary.key)  # fmt: skip

@@ -36,7 +36,7 @@ class NoPeerFound(HerdError):
         where = "; ".join(self.tried) or "nothing"
         super().__init__(
             f"no herd-mesh peer found for mesh {mesh!r} (tried: {where}). Start one with `herd`, or point the "
-            "client at a peer with url= or HERD_URL=http://<mac>:11435"
+            "client at a peer (Client(url=...), `herd ... --url`, or HERD_URL=http://<mac>:11435)"
         )
 
 

@@ -191,7 +191,8 @@ class Attempts:
 def switched_off(what: str, setting: str, **fields: Any) -> RequestError:
     """The one "switched off" answer, with the command that turns it back on."""
     return RequestError(
-        f"{what} is switched off; turn it on with: {SETTINGS_CURL.format(setting=setting)}",
+        f"{what} is switched off; turn it on with `herd settings set {setting} true`, or: "
+        f"{SETTINGS_CURL.format(setting=setting)} (a mesh with a key also needs -H 'Authorization: Bearer <key>')",
         503,
         reason=Reason.DISABLED,
         **fields,

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import catalogue
 from .catalogue import INSTALL_COMMAND
+from .extras import install_hint
 
 CPU_BUSY_PERCENT = 90.0  # a peer this busy with no job of ours is worth a word: other work competes with ours
 SETTINGS_DIFFER_ADVICE_S = 5.0  # settings still differing after this long means a peer cannot take ours
@@ -34,7 +35,7 @@ BADGE_KINDS = {"image": "image", "llm": "llm", "embed": "embed", "embeddings": "
                "transcription": "stt"}  # fmt: skip  # a job's `kind` -> its badge on the dashboard
 KEY_ADVICE = ("run `herd key generate` on one Mac, `herd key set <key>` on each other Mac, and restart the "
               "peers")  # fmt: skip
-STT_INSTALL = "pip install 'herd-mesh[stt]'"
+STT_INSTALL = install_hint("stt")
 
 
 @dataclass(frozen=True)

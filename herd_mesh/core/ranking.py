@@ -23,7 +23,7 @@ from .rng import Rng
 from .work import Choice, PeerView, Sent, Work
 
 UNKNOWN_PEER_FACTOR = 0.25  # speed assumed for a peer that advertises no figure for a model (x M3 Ultra)
-MIN_CALIBRATION = 0.02  # priors are never believed more than 50x too pessimistic (dimensionless)
+MIN_CALIBRATION = 1e-4  # a floor only against zero: a wrong optimism costs one job, then it is measured
 TIE_FRACTION = 0.02  # completion times within 2% of each other count as a tie (dimensionless)
 TIE_S = 0.01  # ... or within 10 ms (seconds), for near-zero times
 MAX_REDIRECTS = 1  # a job is redirected at most this often on arrival, so it can never ping-pong

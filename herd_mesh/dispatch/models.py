@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core import model_scoring
 from ..core.attempts import Attempts, switched_off
+from ..core.extras import install_hint
 from ..core.model_request import AudioRequest
 from ..core.model_scoring import ANY_MODEL, LLM_COSTS, STT_COSTS, Costs
 from ..core.protocol import H_FORWARDED, H_JOB
@@ -103,7 +104,7 @@ class ModelDispatch:
         if not holders:
             if not available:
                 hint = (
-                    "no peer has a Whisper model: install the stt extra (pip install 'herd-mesh[stt]') on a peer"
+                    f"no peer has a Whisper model: install the stt extra on a peer ({install_hint('stt')})"
                     if call.kind == "transcription"
                     else "no peer's Ollama has any model: start Ollama (`ollama serve`) and pull one "
                     "(`ollama pull llama3.2`) on a peer"

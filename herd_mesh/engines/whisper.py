@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from ..core.extras import install_hint
 from ..errors import EngineError, Reason, RequestError
 from .messages import tidy_text
 
@@ -274,5 +275,5 @@ def choose_engine(configured: str | None) -> WhisperEngine | None:
         return MlxWhisperEngine(model_sources(configured, engine="mlx-whisper"))
     if importlib.util.find_spec("faster_whisper") is not None:
         return FasterWhisperEngine(model_sources(configured, engine="faster-whisper"))
-    logger.info("no Whisper engine installed: speech-to-text goes to other peers (pip install 'herd-mesh[stt]')")
+    logger.info("no Whisper engine installed: speech-to-text goes to other peers (%s)", install_hint("stt"))
     return None

@@ -7,7 +7,6 @@ liveness is not its job (see `liveness`): cached records outlive crashed peers b
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import time
@@ -18,6 +17,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from ..core import txt
 from ..core.txt import Summary
+from ..core.zeroconf_log import quiet_network_errors
 from ..errors import TxtError
 
 logger = logging.getLogger(__name__)
@@ -28,32 +28,8 @@ RESOLVE_TIMEOUT_MS = 1500
 FoundCallback = Callable[[Summary, str], None]
 GoneCallback = Callable[[str], None]
 
+
 # A socket error that says the network is gone (cable out, Wi-Fi off, address removed), not that something broke.
-NETWORK_GONE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL, errno.ENODEV})
-
-
-class NetworkGoneInOneLine(logging.Filter):
-    """python-zeroconf reports a send that fails because the link is down (`[Errno 101] Network is unreachable`)
-    as a WARNING with a full traceback. That is the network, not a bug: this filter, on the "zeroconf" logger,
-    keeps the message and drops the traceback, so it is one line. Other errors keep theirs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, OSError) and exc.errno in NETWORK_GONE:
-            record.msg = f"{record.getMessage()} (mDNS resumes when the network is back)"
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def quiet_network_errors() -> None:
-    """Install `NetworkGoneInOneLine` on zeroconf's logger, once per process."""
-    zeroconf_logger = logging.getLogger("zeroconf")
-    if not any(isinstance(f, NetworkGoneInOneLine) for f in zeroconf_logger.filters):
-        zeroconf_logger.addFilter(NetworkGoneInOneLine())
-
-
 class Discovery:
     def __init__(
         self,

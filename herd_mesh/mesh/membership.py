@@ -272,7 +272,7 @@ class Membership:
         if summary.key != self._me.key_fingerprint:  # another mesh key, or none: not one of us, never listed
             if summary.node_id not in self._foreign:
                 self._foreign.add(summary.node_id)
-                mine = "ours" if self._me.key_fingerprint else "no key here"
+                mine = f"ours is {self._me.key_fingerprint}" if self._me.key_fingerprint else "this peer has none"
                 logger.info("ignoring %s at %s: it has mesh key %s (%s)", summary.node_id, url,
                             summary.key or "none", mine)  # fmt: skip
             return

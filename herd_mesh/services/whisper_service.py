@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from ..core.extras import install_hint
 from ..engines.whisper import FAILED_RETRY_S, OPENAI_ALIASES, Transcript, WhisperEngine
 from ..errors import EngineError, Reason, RequestError
 from ..storage.settings_store import SettingsStore
@@ -78,7 +79,7 @@ class WhisperService:
         """Wait for this peer's turn, then transcribe in a worker thread (a cancelled caller's run completes
         in the thread, and its result is dropped)."""
         if self.engine is None:
-            raise EngineError(f"{self.node_id} has no Whisper engine (pip install 'herd-mesh[stt]')")
+            raise EngineError(f"{self.node_id} has no Whisper engine ({install_hint('stt')})")
         name = self.resolve(model)
         if self._turn is None:
             self._turn = asyncio.Lock()

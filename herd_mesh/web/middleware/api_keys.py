@@ -94,10 +94,11 @@ class ApiKeyMiddleware:
         if key is None:
             await drain(receive)
             await send_json_error(send, 401, f"this call needs {what}: send it as Authorization: Bearer <key>",
-                                  {"WWW-Authenticate": 'Bearer realm="herd-mesh"'})  # fmt: skip
+                                  {"WWW-Authenticate": 'Bearer realm="herd-mesh"'}, path=scope["path"])  # fmt: skip
             return
         if not any(hmac.compare_digest(key.encode(), k) for k in self.keys):
             await drain(receive)
-            await send_json_error(send, 403, f"that key is not accepted here: this call needs {what}")
+            await send_json_error(send, 403, f"that key is not accepted here: this call needs {what}",
+                                  path=scope["path"])  # fmt: skip
             return
         await self.app(scope, receive, send)

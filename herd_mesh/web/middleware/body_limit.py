@@ -56,7 +56,7 @@ class BodyLimitMiddleware:
             limit = self.limit
         declared = header(scope["headers"], b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reject(receive, send, limit, seen=0, more=True)
+            await _reject(receive, send, limit, seen=0, more=True, path=path)
             return
         seen = 0
         started = False
@@ -82,10 +82,10 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _reject(receive, send, limit, seen=seen, more=not finished)
+                await _reject(receive, send, limit, seen=seen, more=not finished, path=path)
 
 
-async def _reject(receive: Receive, send: Send, limit: int, *, seen: int, more: bool) -> None:
+async def _reject(receive: Receive, send: Send, limit: int, *, seen: int, more: bool, path: str) -> None:
     while more and seen <= DRAIN_LIMIT:
         message = await receive()
         if message["type"] != "http.request":
@@ -94,4 +94,4 @@ async def _reject(receive: Receive, send: Send, limit: int, *, seen: int, more: 
         more = message.get("more_body", False)
     headers = {"Connection": "close"} if more else None
     size = f"{limit // 2**20} MB" if limit >= 2**20 else f"{limit // 1024} KB"
-    await send_json_error(send, 413, f"request body is larger than {size}", headers)
+    await send_json_error(send, 413, f"request body is larger than {size}", headers, path=path)

@@ -6,9 +6,21 @@ import json
 
 from starlette.types import Receive, Send
 
+from ...core.api_errors import error_body
 
-async def send_json_error(send: Send, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-    body = json.dumps({"error": message}).encode()
+
+def api_for(path: str) -> str:
+    """Whose error shape a path's clients expect: Anthropic's on /v1/messages, OpenAI's on the other /v1 routes."""
+    if path == "/v1/messages":
+        return "anthropic"
+    return "openai" if path.startswith("/v1/") else "herd"
+
+
+async def send_json_error(
+    send: Send, status: int, message: str, headers: dict[str, str] | None = None, *, path: str = ""
+) -> None:
+    """A JSON error; with `path`, in that API family's own shape (so the official clients show the message)."""
+    body = json.dumps(error_body(api_for(path), status, message)).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})

@@ -42,7 +42,8 @@ BOOTSTRAP_MARK = "__HERD_BOOTSTRAP__"  # replaced in the page by the peer list, 
 CLOCK_TIMEOUT_S = 0.8  # a peer's clock is read with one ping, no longer than this
 CLOCK_REUSE_S = 10.0  # a clock reading is reused this long
 FAILURES_WINDOW_S = 3600.0  # the health check for a peer that keeps failing looks this far back
-VOLATILE = ("last_seen", "generated_at")  # fields that change on every read: not a change worth an event
+VOLATILE = ("last_seen", "generated_at", "system")  # fields that tick: not a change worth an event on their own
+METRICS_EVENT_S = 5.0  # ... but CPU and memory still reach the page this often
 
 
 def _static_text(name: str) -> str:
@@ -127,7 +128,7 @@ class DashboardRoutes:
     # -- live -----------------------------------------------------------------------------------------------------
     def _peers_event(self) -> tuple[Any, Any]:
         document = self._node.peers_document()
-        return _steady(document), document
+        return (_steady(document), int(time.monotonic() // METRICS_EVENT_S)), document
 
     def _settings_event(self) -> tuple[Any, Any]:
         detail = self._settings_detail()
