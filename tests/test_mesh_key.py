@@ -17,14 +17,15 @@ import ollama
 import openai
 import pytest
 
+from herd_mesh.cli.key import generate_key
 from herd_mesh.client import _common as common
 from herd_mesh.core import signing, txt
 from tests.harness import Mesh, OllamaStandin, Peer, wait_until
 
 pytestmark = [pytest.mark.usefixtures("multicast"), pytest.mark.timeout(120)]
 
-KEY = secrets.token_urlsafe(32)
-OTHER_KEY = secrets.token_urlsafe(32)
+KEY = generate_key()
+OTHER_KEY = generate_key()
 BODY = {"model": "z-image-turbo", "prompt": "a lighthouse", "width": 256, "height": 256, "steps": 2}
 
 
@@ -167,7 +168,7 @@ def test_the_data_dirs_key_is_only_sent_to_this_macs_own_peer(tmp_path: Path) ->
 
 
 def test_api_keys_close_the_public_api_and_the_official_clients_pass_theirs(mesh: Mesh) -> None:
-    api_key = secrets.token_urlsafe(24)
+    api_key = generate_key()
     standin = OllamaStandin("llm", models="llama3.2:3b")
     try:
         a = mesh.add("a", args=["--api-key", api_key], ollama_url=standin.url)
@@ -209,7 +210,7 @@ def test_mdns_carries_the_keys_fingerprint_never_the_key() -> None:
 
 def test_the_dashboards_event_stream_takes_the_key_in_its_query(mesh: Mesh) -> None:
     """A browser's EventSource cannot send Authorization: with API keys on, the stream takes `?key=`."""
-    api_key = secrets.token_urlsafe(24)
+    api_key = generate_key()
     a = mesh.add("a", args=["--api-key", api_key])
     assert a.get("/dashboard/api/events").status_code == 401
     assert a.get("/api/tags", params={"key": api_key}).status_code == 401  # nowhere else

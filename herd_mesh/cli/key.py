@@ -21,6 +21,14 @@ from ._common import error
 KEY_BYTES = 32
 
 
+def generate_key() -> str:
+    """A fresh URL-safe key that never starts with '-', so `--mesh-key KEY` and `herd key set KEY` parse it."""
+    while True:
+        key = secrets.token_urlsafe(KEY_BYTES)
+        if not key.startswith("-"):
+            return key
+
+
 def save_key(path: Path, key: str) -> None:
     """Write the key, readable by this user only, replacing the file in one step."""
     if not signing.valid_key(key):
@@ -70,7 +78,7 @@ def main(argv: Sequence[str]) -> int:
     if args.action == "generate" and existing and not args.force:
         error(f"{path} already holds a key (fingerprint {signing.fingerprint(existing)}); --force replaces it")
         return 1
-    key = secrets.token_urlsafe(KEY_BYTES) if args.action == "generate" else args.key.strip()
+    key = generate_key() if args.action == "generate" else args.key.strip()
     try:
         save_key(path, key)
     except (ConfigError, OSError) as exc:

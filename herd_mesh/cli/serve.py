@@ -155,7 +155,7 @@ class _Server(uvicorn.Server):
 def run(cfg: Config) -> int:
     from ..storage.files import PRIVATE_UMASK, make_private
     from ..web.app import build  # imported late: keeps `herd --help` fast
-    from ..web.connections import MAX_CONNECTIONS, guarded_protocol, raise_open_files_limit
+    from ..web.connections import KEEP_ALIVE_S, MAX_CONNECTIONS, guarded_protocol, raise_open_files_limit
 
     os.umask(PRIVATE_UMASK)  # every file this peer creates is its user's alone
     try:
@@ -185,6 +185,7 @@ def run(cfg: Config) -> int:
             timeout_graceful_shutdown=60,
             http=guarded_protocol(peer.is_peer_address),
             limit_concurrency=MAX_CONNECTIONS,
+            timeout_keep_alive=int(KEEP_ALIVE_S),
         ),
         leave=peer.node.leave,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-MAX_PROBES_PER_ROUND = 8  # peers probed per round once the mesh is larger than this
+MAX_PROBES_PER_ROUND = 4  # peers probed per round once the mesh is larger than this
 MAX_URGENT_PER_ROUND = 16  # at most this many of the urgent ones in one round (the rest wait their turn)
 MIN_ROTATION_PER_ROUND = 2  # however many are urgent, the rotation moves on by at least this many
 

@@ -32,6 +32,11 @@ STATE_TIMEOUT_S = 3.0
 LEAVE_TIMEOUT_S = 0.5
 MAX_JSON_BYTES = 1024 * 1024  # a capability document or ping answer larger than this is refused
 MAX_ERROR_BYTES = 64 * 1024  # the most of an error answer that is read and passed on
+# An idle connection to a peer is kept this long. In a large mesh liveness comes back to a peer only every
+# n / MAX_PROBES_PER_ROUND rounds (6 s at 50 peers); httpx's default 5 s would make each of those probes a new
+# TCP connection on both sides. Peers keep inbound connections longer (`cli/serve.py`), so that the caller,
+# not the callee, closes an idle one and never sends on a connection being closed under it.
+KEEP_ALIVE_S = 15.0
 
 
 def timeout(read_s: float) -> httpx.Timeout:
@@ -77,7 +82,7 @@ def network_transports(local_address: str | None) -> Transports:
     calls come from the address it advertises (they believe claims only from a caller's own address)."""
 
     def make() -> httpx.AsyncBaseTransport:
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=8)
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=8, keepalive_expiry=KEEP_ALIVE_S)
         return httpx.AsyncHTTPTransport(local_address=local_address, limits=limits)
 
     return make

@@ -25,11 +25,16 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..mesh.clients import KEEP_ALIVE_S as KEEP_ALIVE_S_PEERS
+
 logger = logging.getLogger(__name__)
 
 HEADER_TIMEOUT_S = 10.0  # a request's line and headers must arrive within this (seconds)
 MAX_CONNECTIONS_PER_CLIENT = 128  # connections one address may hold open
 MAX_CONNECTIONS = 4096  # uvicorn answers 503 beyond this many connections or tasks
+# An idle inbound connection is closed after this; longer than peers keep theirs (`mesh.clients.KEEP_ALIVE_S`),
+# so a peer calling every few seconds reuses its connection and always closes it first itself.
+KEEP_ALIVE_S = KEEP_ALIVE_S_PEERS + 5
 
 
 def guarded_protocol(exempt: Callable[[str], bool]) -> type[H11Protocol]:
@@ -92,8 +97,10 @@ class GuardedH11Protocol(H11Protocol):
             self._cancel_header_timer()
 
     def on_response_complete(self) -> None:
+        # an idle keep-alive connection is uvicorn's to close (`timeout_keep_alive`, KEEP_ALIVE_S); the next
+        # request's headers get HEADER_TIMEOUT_S from their first byte (`data_received`)
         super().on_response_complete()
-        self._arm_header_timer()  # the next request on this keep-alive connection gets the same deadline
+        self._cancel_header_timer()
 
     def _arm_header_timer(self) -> None:
         if self._header_timer is None:
