@@ -12,22 +12,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
 
+from .addresses import (
+    DEFAULT_PORT,
+    check_ipv4,
+    check_origin,
+    check_port,
+    check_url,
+    normalise_ollama_url,
+    normalise_peer_url,
+    valid_host,
+)
 from .core import catalogue, signing
 from .core.catalogue import ImageModel
 from .core.names import valid_node_id
 from .errors import ConfigError
 
 DEFAULT_HOST = "0.0.0.0"
-DEFAULT_PORT = 11435
 DEFAULT_MESH = "default"
 DEFAULT_DATA_DIR = "~/.herd-mesh"
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 EXTRA_KEYS = ("whisper_model",)  # config.toml keys other modules read from `Config.extra`
 TABLES = ("image_models",)  # config.toml tables
-_HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LOCAL_MODEL_KEYS = ("path", "base", "steps", "guidance", "description")
 KEY_FILE = "mesh.key"  # `herd key generate` writes the mesh key here (0600)
@@ -57,7 +64,7 @@ class Config:
     extra: Mapping[str, Any] = field(default_factory=dict)  # the EXTRA_KEYS given in config.toml
 
     def __post_init__(self) -> None:
-        _check_port(self.port, "--port")
+        check_port(self.port, "--port")
         for label, value in (("node id", self.node_id), ("mesh name", self.mesh)):
             if not valid_node_id(value):
                 raise ConfigError(
@@ -67,17 +74,17 @@ class Config:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         for address in self.advertise:
-            _check_ipv4(address, "--advertise")
+            check_ipv4(address, "--advertise")
         for url in self.peers:
-            _check_url(url, "--peer", "http://192.168.1.20:11435")
-        _check_url(self.ollama_url, "--ollama-url", "http://localhost:11434")
+            check_url(url, "--peer", "http://192.168.1.20:11435")
+        check_url(self.ollama_url, "--ollama-url", "http://localhost:11434")
         if self.max_memory_gb is not None and not 0 < self.max_memory_gb <= 4096:
             raise ConfigError(f"--max-memory-gb must be a number of GB above 0, got {self.max_memory_gb!r}")
         for name in self.allow_hosts:
-            if not _valid_host(name):
+            if not valid_host(name):
                 raise ConfigError(f"--allow-host needs a host name such as studio.lan, got {name!r}")
         for origin in self.cors_origins:
-            _check_origin(origin)
+            check_origin(origin)
         for what, key in [("a mesh key", self.mesh_key), *(("an API key", k) for k in self.api_keys)]:
             if key is not None and not signing.valid_key(key):
                 raise ConfigError(f"{what} must be at least {signing.MIN_KEY_CHARS} printable characters without "
@@ -117,99 +124,6 @@ def host_names(config: Config) -> set[str]:
         short = name.split(".", 1)[0]
         names |= {name, short, f"{short}.local"}
     return {n.lower() for n in names if n}
-
-
-def _check_port(port: Any, what: str) -> int:
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ConfigError(f"{what} must be an integer from 1 to 65535, got {port!r}")
-    return port
-
-
-def _check_ipv4(address: str, what: str) -> None:
-    try:
-        ipaddress.IPv4Address(address)
-    except ValueError as exc:
-        raise ConfigError(f"{what} must be an IPv4 address such as 192.168.1.20, got {address!r}") from exc
-
-
-def _check_origin(origin: str) -> None:
-    """A web origin: scheme://host[:port], exactly as a browser sends it in `Origin` (no path, no slash)."""
-    message = f"--cors-origin needs an origin such as http://localhost:5173, got {origin!r}"
-    try:
-        parts = urlsplit(origin)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigError(f"{message}: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or "@" in origin:
-        raise ConfigError(message)
-
-
-def _check_url(url: str, what: str, example: str) -> None:
-    """`http(s)://host[:port]`, nothing else: no path (but "/"), query, fragment or user."""
-    message = f"{what} needs an http(s) URL such as {example}, got {url!r}"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigError(f"{message}: {exc}") from exc
-    if (
-        parts.scheme not in ("http", "https")
-        or not _valid_host(parts.hostname or "")
-        or parts.path not in ("", "/")
-        or "?" in url  # a query, even an empty one
-        or "#" in url
-        or "@" in parts.netloc
-    ):
-        raise ConfigError(message)
-
-
-def _valid_host(host: str) -> bool:
-    """A host name or IPv4 address, or an IPv6 literal (given in brackets)."""
-    if _HOST_RE.match(host):
-        return True
-    try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _port(parts: SplitResult, text: str, what: str) -> int | None:
-    try:
-        return parts.port
-    except ValueError as exc:  # `host:abc`, `host:99999`
-        raise ConfigError(f"{what} {text!r} has a bad port: {exc}") from exc
-
-
-def normalise_peer_url(text: str, what: str = "--peer") -> str:
-    """Accept `host`, `host:port` or a URL `http(s)://host[:port]`; the port defaults to herd-mesh's."""
-    text = text.strip()
-    if "://" not in text:
-        text = "http://" + text
-    _check_url(text, what, "http://192.168.1.20:11435")
-    text = text.rstrip("/")  # after the scheme check: `http://` must not become `http:` and then `http://http:`
-    parts = urlsplit(text)
-    if _port(parts, text, what) is None and parts.hostname:
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        text = f"{parts.scheme}://{host}:{DEFAULT_PORT}"
-    return text
-
-
-def normalise_ollama_url(text: str, what: str = "--ollama-url") -> str:
-    """OLLAMA_HOST may be `0.0.0.0:11434` or a bare host; clients dial localhost in that case."""
-    text = text.strip()
-    if "://" not in text:
-        text = "http://" + text
-    text = text.rstrip("/")
-    parts = urlsplit(text)
-    host = parts.hostname or "localhost"
-    if host in ("0.0.0.0", "::"):
-        host = "localhost"
-    if ":" in host:
-        host = f"[{host}]"  # an IPv6 literal keeps its brackets
-    url = f"{parts.scheme}://{host}:{_port(parts, text, what) or 11434}"
-    _check_url(url, what, "http://localhost:11434")
-    return url
 
 
 def default_node_id() -> str:
@@ -260,7 +174,7 @@ def _port_value(value: Any, what: str) -> int:
     """An integer, or (from the environment) its ASCII digits."""
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value)
-    return _check_port(value, what)
+    return check_port(value, what)
 
 
 def _gb(value: Any, what: str) -> float:
@@ -417,7 +331,7 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
     text = {name: _string(values[name], origin[name]) for name in STRING_SOURCES if name in values}
     advertise = _strings(values["advertise"], origin["advertise"]) if "advertise" in values else ()
     for address in advertise:
-        _check_ipv4(address, origin["advertise"])
+        check_ipv4(address, origin["advertise"])
     peers = _strings(values["peers"], origin["peers"]) if "peers" in values else ()
     allow_hosts = _strings(values["allow_hosts"], origin["allow_hosts"]) if "allow_hosts" in values else ()
     max_memory = _gb(values["max_memory_gb"], origin["max_memory_gb"]) if "max_memory_gb" in values else None

@@ -60,7 +60,7 @@ async def _app_routes(tmp_path: Path) -> set[tuple[str, str]]:
 async def test_every_public_route_is_described_and_nothing_else(tmp_path: Path) -> None:
     served = {(m, p) for m, p in await _app_routes(tmp_path) if not p.startswith(PEER_INTERNAL)}
     described = {(m, p) for p, ops in SPEC["paths"].items() for m in ops if m in ("get", "post", "delete", "put")}
-    assert served - described == set(), "routes without a description in herd_mesh/web/openapi.py"
+    assert served - described == set(), "routes without a description in herd_mesh/web/openapi/"
     assert described - served == set(), "described routes that no peer serves"
     assert not any(p.startswith(PEER_INTERNAL) for p in SPEC["paths"]), "/mesh/ is peer-to-peer, not public API"
 

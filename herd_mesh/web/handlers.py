@@ -58,5 +58,5 @@ async def root(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    """`GET /openapi.json`: the public API's contract (`web/openapi.py`)."""
+    """`GET /openapi.json`: the public API's contract (`web/openapi/`)."""
     return JSONResponse(openapi.SPEC)
