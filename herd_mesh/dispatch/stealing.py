@@ -86,9 +86,4 @@ class Thief:
     def _quiet(self, victim: str, job_ids: Collection[str], now: float) -> bool:
         """True while `victim` gave nothing last time and still advertises the same queue."""
         refused = self._refused.get(victim)
-        if refused is None:
-            return False
-        if refused[0] != frozenset(job_ids) or now - refused[1] >= REFUSED_QUIET_S:
-            del self._refused[victim]
-            return False
-        return True
+        return refused is not None and refused[0] == frozenset(job_ids) and now - refused[1] < REFUSED_QUIET_S

@@ -34,7 +34,7 @@ MAX_JSON_BYTES = 1024 * 1024  # a capability document or ping answer larger than
 MAX_ERROR_BYTES = 64 * 1024  # the most of an error answer that is read and passed on
 # An idle connection to a peer is kept this long. In a large mesh liveness comes back to a peer only every
 # n / MAX_PROBES_PER_ROUND rounds (6 s at 50 peers); httpx's default 5 s would make each of those probes a new
-# TCP connection on both sides. Peers keep inbound connections longer (`cli/serve.py`), so that the caller,
+# TCP connection on both sides. Peers keep inbound connections longer (`web/connections.py`), so that the caller,
 # not the callee, closes an idle one and never sends on a connection being closed under it.
 KEEP_ALIVE_S = 15.0
 
