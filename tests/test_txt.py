@@ -153,10 +153,12 @@ def test_small_cpu_and_memory_wobbles_are_not_worth_announcing() -> None:
     assert not txt.meaningful(a, a)
 
 
-def test_big_cpu_or_memory_moves_are_worth_announcing() -> None:
+def test_big_cpu_or_memory_moves_are_worth_announcing_but_not_more_often_than_every_30_s() -> None:
+    """A busy Mac's CPU and free memory move all the time; every peer hears every announcement."""
     a = summary(cpu_percent=20, memory_available_gb=50)
-    assert txt.meaningful(a, replace(a, cpu_percent=30))
-    assert txt.meaningful(a, replace(a, memory_available_gb=48))
+    for moved in (replace(a, cpu_percent=30), replace(a, memory_available_gb=48)):
+        assert txt.meaningful(a, moved, since_s=txt.METRICS_ANNOUNCE_S)
+        assert not txt.meaningful(a, moved, since_s=txt.METRICS_ANNOUNCE_S - 1)
 
 
 @pytest.mark.parametrize(
@@ -175,7 +177,7 @@ def test_big_cpu_or_memory_moves_are_worth_announcing() -> None:
 def test_queue_and_model_changes_are_worth_announcing_even_with_a_small_wobble(change: dict[str, object]) -> None:
     a = summary()
     b = replace(a, cpu_percent=a.cpu_percent + 1, **change)  # type: ignore[arg-type]
-    assert txt.meaningful(a, b)
+    assert txt.meaningful(a, b, since_s=0.0)  # at once, however recent the last announcement
 
 
 def test_instance_name_names_node_and_mesh() -> None:

@@ -7,6 +7,7 @@ fetched when `sv` (the state version) changes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -18,6 +19,7 @@ SERVICE_TYPE = "_herd-mesh._tcp.local."
 MAX_ENTRY_BYTES = 255
 MAX_RECORD_BYTES = 400  # our own target, well under RFC 6763's 1300
 _MAX_IMAGE_LIST_BYTES = 160
+METRICS_ANNOUNCE_S = 30.0  # CPU and free memory alone re-announce at most this often
 TxtProperties = Mapping[bytes, bytes | None] | Mapping[str, str | None]  # as zeroconf or a test hands them over
 
 
@@ -143,8 +145,11 @@ def instance_name(node_id: str, mesh: str) -> str:
     return f"{node_id}@{mesh}"[:63]
 
 
-def meaningful(a: Summary, b: Summary) -> bool:
-    """Worth a re-announce? Everything but small wobbles of CPU (<10 points) and memory (<2 GB)."""
-    if abs(a.cpu_percent - b.cpu_percent) >= 10 or abs(a.memory_available_gb - b.memory_available_gb) >= 2:
+def meaningful(a: Summary, b: Summary, *, since_s: float = math.inf) -> bool:
+    """Worth a re-announce, `since_s` seconds after the last one? Any change of state or models at once. CPU and
+    free memory only when they moved by 10 points or 2 GB and the last announcement is METRICS_ANNOUNCE_S old:
+    every peer multicasts to every other, a busy Mac's metrics move all the time, and the ping carries them live."""
+    if replace(a, cpu_percent=0, memory_available_gb=0) != replace(b, cpu_percent=0, memory_available_gb=0):
         return True
-    return replace(a, cpu_percent=0, memory_available_gb=0) != replace(b, cpu_percent=0, memory_available_gb=0)
+    moved = abs(a.cpu_percent - b.cpu_percent) >= 10 or abs(a.memory_available_gb - b.memory_available_gb) >= 2
+    return moved and since_s >= METRICS_ANNOUNCE_S

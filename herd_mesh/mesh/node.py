@@ -64,6 +64,7 @@ class Node:
         self._background = tuple(background)  # loops services run while the peer is up
         self._on_leave = on_leave  # tells everyone who acts on the mesh to stop
         self._announced: txt.Summary | None = None
+        self._announced_at = 0.0  # time.monotonic() of the last announcement
         self._liveness_task: asyncio.Task[Any] | None = None
         self.leaving = False
 
@@ -102,7 +103,7 @@ class Node:
         for loop in self._background:
             self._tasks.spawn(loop())
         if self._discovery is not None:
-            self._announced = self.state.summary()
+            self._announced, self._announced_at = self.state.summary(), time.monotonic()
             self._tasks.spawn(self._start_discovery(self._discovery, self._announced))
         logger.info(
             "peer %s (mesh %r) serving at %s%s",
@@ -128,8 +129,9 @@ class Node:
         if self._discovery is None or self.leaving:
             return
         summary = self.state.summary()
-        if self._announced is None or txt.meaningful(summary, self._announced):
-            self._announced = summary
+        since = time.monotonic() - self._announced_at
+        if self._announced is None or txt.meaningful(summary, self._announced, since_s=since):
+            self._announced, self._announced_at = summary, time.monotonic()
             await self._discovery.update(summary)
 
     @staticmethod
