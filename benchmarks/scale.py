@@ -459,10 +459,8 @@ def fake_mesh(config_path: str) -> None:
                    ).encode()  # fmt: skip
         # as the real peers do (`core/probing.py`): each probes a bounded number of the others per round, so the
         # real peer hears from a given simulated one every (n - 1) / budget rounds
-        from herd_mesh.core.probing import MAX_PROBES_PER_ROUND
-
         others = len(config["hosts"])
-        every = PROBE_INTERVAL_S * others / min(MAX_PROBES_PER_ROUND, others)
+        every = PROBE_INTERVAL_S * others / min(max_probes(), others)
         await asyncio.sleep(random.random() * every)
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None

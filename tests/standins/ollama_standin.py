@@ -74,6 +74,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
@@ -82,46 +83,27 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-if __package__:
-    from . import contention
-    from .ollama_compat import (
-        AnthropicStreamConverter,
-        BindError,
-        ResponsesStreamConverter,
-        anthropic_error,
-        anthropic_message_id,
-        check_field,
-        complete_chunks,
-        completion_id,
-        from_messages_request,
-        from_responses_request,
-        openai_error,
-        responses_ids,
-        to_completion,
-        to_messages_response,
-        to_response,
-        validate_messages_request,
-    )
-else:  # run as a script: this folder is sys.path[0]
-    import contention  # type: ignore[no-redef]
-    from ollama_compat import (  # type: ignore[no-redef]
-        AnthropicStreamConverter,
-        BindError,
-        ResponsesStreamConverter,
-        anthropic_error,
-        anthropic_message_id,
-        check_field,
-        complete_chunks,
-        completion_id,
-        from_messages_request,
-        from_responses_request,
-        openai_error,
-        responses_ids,
-        to_completion,
-        to_messages_response,
-        to_response,
-        validate_messages_request,
-    )
+# as `mflux_standin.py` does: its helpers are found next to it whether it runs as a script or is imported
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import contention  # noqa: E402
+from ollama_compat import (  # noqa: E402
+    AnthropicStreamConverter,
+    BindError,
+    ResponsesStreamConverter,
+    anthropic_error,
+    anthropic_message_id,
+    check_field,
+    complete_chunks,
+    completion_id,
+    from_messages_request,
+    from_responses_request,
+    openai_error,
+    responses_ids,
+    to_completion,
+    to_messages_response,
+    to_response,
+    validate_messages_request,
+)
 
 OLLAMA_VERSION = "0.12.0"
 DEFAULT_KEEP_ALIVE_S = 300.0
